@@ -1,0 +1,54 @@
+# Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
+"""Packaging for diffusers-matte: text-grounded alpha matting built on diffusers."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+REQUIRED = [
+    "diffusers>=0.42.0",
+    "transformers>=5.0",
+    "torch>=2.4",
+    "accelerate>=1.0",
+    "peft>=0.17",
+    "datasets>=4.0",
+    "numpy>=1.26",
+    "safetensors>=0.4",
+    "tokenizers>=0.20",
+    "huggingface_hub>=1.0",
+    "Pillow>=10.0",
+    "scipy>=1.11",
+    "tqdm>=4.66",
+]
+
+EXTRAS = {
+    # spconv's CPU build runs the forward pass only; on CUDA install the spconv-cu12x wheel instead.
+    "sparse": ["spconv>=2.3"],
+    "train": ["tensorboard>=2.14"],
+    "dev": ["pytest>=8.0", "black>=24.0"],
+}
+
+setup(
+    name="diffusers-matte",
+    version="0.1.0.dev0",
+    description="Text-grounded alpha matting with diffusion models, native to diffusers.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    license_files=["LICENSE"],
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    include_package_data=True,
+    package_data={"diffusers_matte": ["assets/**/*", "assets/*"]},
+    python_requires=">=3.10",
+    install_requires=REQUIRED,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["diffusers-matte=diffusers_matte.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Multimedia :: Graphics",
+    ],
+)
