@@ -1,0 +1,66 @@
+# Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
+"""Prediction heads that replace the UNet's latent `conv_out` (paper sections 3.2.1 and 3.2.2).
+
+- `RegionHead` (teacher): two ConvBNReLU groups, then 3 logits per latent pixel for the foreground /
+  background / transparent regions of the alpha matte (the s_I of section 3.2.1, trained with eq. 2).
+- `MatteHead` (student): the same trunk, then the coarse alpha alpha^lr in [0, 1] and the transparency
+  confidence logit R (section 3.2.2, trained with eqs. 7 and 8).
+"""
+
+import torch
+from torch import nn
+
+REGION_CLASSES = ("foreground", "background", "transparent")
+
+
+class ConvBNReLU(nn.Sequential):
+    """3x3 convolution, batch normalisation and ReLU: the building block the paper names "ConvBNReLU"."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3):
+        super().__init__(
+            nn.Conv2d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                padding=kernel_size // 2,
+                bias=False,
+            ),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class _ConvBNReLUHead(nn.Module):
+    """Two ConvBNReLU groups followed by a 1x1 classifier (a ReLU cannot produce logits)."""
+
+    num_outputs: int
+
+    def __init__(self, in_channels: int, hidden_channels: int):
+        super().__init__()
+        self.trunk = nn.Sequential(
+            ConvBNReLU(in_channels, hidden_channels),
+            ConvBNReLU(hidden_channels, hidden_channels),
+        )
+        self.proj = nn.Conv2d(hidden_channels, self.num_outputs, kernel_size=1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.trunk(features))
+
+
+class RegionHead(_ConvBNReLUHead):
+    """Teacher head: logits of the 3-class region map, channels ordered as `REGION_CLASSES`."""
+
+    num_outputs = len(REGION_CLASSES)
+
+
+class MatteHead(_ConvBNReLUHead):
+    """Student head: channel 0 is the coarse alpha (sigmoid applied), channel 1 the transparency logit R."""
+
+    num_outputs = 2
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(features)
+        return torch.cat([logits[:, :1].sigmoid(), logits[:, 1:]], dim=1)
+
+
+PREDICTION_HEADS = {"region": RegionHead, "matte": MatteHead}
