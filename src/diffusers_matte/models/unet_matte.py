@@ -407,7 +407,8 @@ class MatteUNet2DConditionModel(UNet2DConditionModel):
             attention_maps: also record every attention layer's softmax map (explicit-softmax path, for
                 distillation); the fast SDPA path is restored on exit.
 
-        Gradients flow through the captured tensors. Example::
+        Gradients flow through the captured tensors. With gradient checkpointing, call `backward` inside the
+        block: the recomputed forward must take the same (explicit-softmax) path. Example::
 
             with unet.capture(features=["up_blocks.0"], attention_maps=True) as captured:
                 unet(latents, t, text)
