@@ -1,0 +1,193 @@
+# Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
+"""What every loader shares: the row schema, file look-ups with clear errors, and builder preparation."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+
+import datasets
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
+
+#: The one row schema of every loader (see the package docstring of :mod:`diffusers_matte.data`).
+MATTING_FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),
+        "alpha": datasets.Image(mode="L"),
+        "texts": datasets.List(datasets.Value("string")),
+        "text_types": datasets.List(datasets.Value("string")),
+        "instance_id": datasets.Value("string"),
+        "image_id": datasets.Value("string"),
+        "source": datasets.Value("string"),
+        "meta": datasets.Value("string"),
+    }
+)
+
+PathLike = Union[str, Path]
+
+
+class DatasetLayoutError(FileNotFoundError):
+    """A dataset folder does not have the documented layout; the message names what was expected and found."""
+
+
+def make_row(
+    image: Any,
+    alpha: Any,
+    texts: Sequence[str],
+    instance_id: str,
+    image_id: str,
+    source: str,
+    text_types: Optional[Sequence[str]] = None,
+    meta: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """One row of :data:`MATTING_FEATURES`; ``image``/``alpha`` are paths, PIL images or ``{"bytes": ...}``."""
+    if isinstance(image, Path):
+        image = str(image)
+    if isinstance(alpha, Path):
+        alpha = str(alpha)
+    texts = [str(t) for t in texts]
+    text_types = list(text_types) if text_types else []
+    if text_types and len(text_types) != len(texts):
+        raise ValueError(
+            f"instance {instance_id}: {len(texts)} texts but {len(text_types)} text types"
+        )
+    return {
+        "image": image,
+        "alpha": alpha,
+        "texts": texts,
+        "text_types": text_types,
+        "instance_id": str(instance_id),
+        "image_id": str(image_id),
+        "source": source,
+        "meta": json.dumps(meta or {}, sort_keys=True),
+    }
+
+
+def require_dir(path: Path, what: str) -> Path:
+    """Returns ``path`` if it is a folder, else raises :class:`DatasetLayoutError` saying what was found instead."""
+    if path.is_dir():
+        return path
+    parent = path.parent
+    found = (
+        sorted(p.name for p in parent.iterdir())[:20]
+        if parent.is_dir()
+        else "(parent folder missing too)"
+    )
+    raise DatasetLayoutError(
+        f"expected the {what} folder at {path}; found in {parent}: {found}"
+    )
+
+
+def require_file(path: Path, what: str) -> Path:
+    if path.is_file():
+        return path
+    parent = path.parent
+    found = (
+        sorted(p.name for p in parent.iterdir())[:20]
+        if parent.is_dir()
+        else "(parent folder missing too)"
+    )
+    raise DatasetLayoutError(
+        f"expected the {what} file at {path}; found in {parent}: {found}"
+    )
+
+
+def first_existing(candidates: Iterable[Path], what: str, is_dir: bool = True) -> Path:
+    """The first candidate that exists; the error lists every path tried."""
+    candidates = list(candidates)
+    for path in candidates:
+        if path.is_dir() if is_dir else path.is_file():
+            return path
+    tried = "\n  ".join(str(p) for p in candidates)
+    raise DatasetLayoutError(f"could not find the {what}; tried:\n  {tried}")
+
+
+def index_by_stem(
+    folder: Path, extensions: Sequence[str] = IMAGE_EXTENSIONS
+) -> Dict[str, Path]:
+    """Maps file stem to path for the files of ``folder`` with one of ``extensions``; duplicate stems are errors."""
+    index: Dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix in extensions:
+            if path.stem in index:
+                raise DatasetLayoutError(
+                    f"two files share the stem {path.stem!r}: {index[path.stem]} and {path}"
+                )
+            index[path.stem] = path
+    return index
+
+
+def read_json(path: Path, what: str) -> Any:
+    require_file(path, what)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, json.JSONDecodeError) as error:
+        raise DatasetLayoutError(
+            f"could not read the {what} {path}: {error}"
+        ) from error
+
+
+def read_captions(path: Optional[PathLike]) -> Optional[Dict[str, List[str]]]:
+    """Reads a caption side-file: JSON ``{image stem: caption or [captions]}`` (written by caption_dataset.py)."""
+    if path is None:
+        return None
+    data = read_json(Path(path), "caption")
+    if not isinstance(data, dict):
+        raise DatasetLayoutError(
+            f"caption file {path} must hold a JSON object keyed by image stem, got {type(data)}"
+        )
+    captions = {}
+    for stem, value in data.items():
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise DatasetLayoutError(
+                f"caption of {stem!r} in {path} must be a string or a list of strings"
+            )
+        captions[str(stem)] = values
+    return captions
+
+
+def captions_for(
+    captions: Optional[Dict[str, List[str]]], stem: str, path: Optional[PathLike]
+) -> List[str]:
+    if captions is None:
+        return []
+    if stem not in captions:
+        raise DatasetLayoutError(f"caption file {path} has no entry for image {stem!r}")
+    return captions[stem]
+
+
+def pair_by_stem(
+    images: Dict[str, Path], alphas: Dict[str, Path], image_dir: Path, alpha_dir: Path
+) -> List[str]:
+    """Stems present in both folders; any stem missing on one side is an error naming the folder and files."""
+    missing_alpha = sorted(set(images) - set(alphas))
+    missing_image = sorted(set(alphas) - set(images))
+    if missing_alpha or missing_image:
+        parts = []
+        if missing_alpha:
+            parts.append(
+                f"{len(missing_alpha)} image(s) without alpha in {alpha_dir}, e.g. {missing_alpha[:5]}"
+            )
+        if missing_image:
+            parts.append(
+                f"{len(missing_image)} alpha(s) without image in {image_dir}, e.g. {missing_image[:5]}"
+            )
+        raise DatasetLayoutError("; ".join(parts))
+    return sorted(images)
+
+
+def prepare_builder(
+    builder: datasets.DatasetBuilder,
+    split: Optional[str] = None,
+    num_proc: Optional[int] = None,
+) -> Union[datasets.Dataset, datasets.DatasetDict]:
+    """Runs ``download_and_prepare`` (a cache hit when already built) and returns the split(s)."""
+    builder.download_and_prepare(num_proc=num_proc)
+    return builder.as_dataset(split=split)
