@@ -602,3 +602,30 @@ def _last_layer_index(layers_per_block) -> int:
             )
         layers_per_block = layers_per_block[0]
     return layers_per_block
+
+
+def distillation_feature_pairs(
+    teacher_config, variant: str | None
+) -> list[tuple[str, str]]:
+    """(teacher module, student module) pairs whose outputs L_SG (eq. 3) aligns, following BK-SDM.
+
+    Stage outputs of every down and up block, matched through the pruning; for "tiny", whose last down block
+    lost its down-sampler, the teacher's last transformer before that down-sampler is matched instead (BK-SDM
+    matches its `proj_out`; we take the transformer's output, which is a feature map for every projection type).
+    """
+    num_levels = len(teacher_config.block_out_channels)
+    if variant != "tiny":
+        names = [f"down_blocks.{i}" for i in range(num_levels)] + [
+            f"up_blocks.{i}" for i in range(num_levels)
+        ]
+        return [(name, name) for name in names]
+    last_attention = _last_layer_index(teacher_config.layers_per_block) - 1
+    pairs = [(f"down_blocks.{i}", f"down_blocks.{i}") for i in range(num_levels - 2)]
+    pairs.append(
+        (
+            f"down_blocks.{num_levels - 2}.attentions.{last_attention}",
+            f"down_blocks.{num_levels - 2}.attentions.0",
+        )
+    )
+    pairs += [(f"up_blocks.{i + 1}", f"up_blocks.{i}") for i in range(num_levels - 1)]
+    return pairs
