@@ -19,7 +19,6 @@ from diffusers_matte.losses import (
     cross_attention_transparency_loss,
     downsample_alpha,
     gfm_laplacian_kernel,
-    known_mask_from_region,
     laplacian_loss,
     laplacian_pyramid,
     matting_decoder_loss,
@@ -30,6 +29,8 @@ from diffusers_matte.losses import (
     soft_grounding_distillation_loss,
     transparency_confidence_loss,
 )
+from diffusers_matte.models.unet_matte import MatteUNet2DConditionModel
+from diffusers_matte.testing import get_dummy_unet_init_dict
 
 
 @pytest.fixture
@@ -52,6 +53,8 @@ def test_downsample_alpha_is_pil_bilinear(generator):
     alpha = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
     assert downsample_alpha(alpha, (1, 1)).item() == pytest.approx(0.25)
     assert downsample_alpha(alpha, (2, 2)) is alpha
+    with pytest.raises(ValueError, match=r"`alpha` must have shape \(B, 1, H, W\)"):
+        downsample_alpha(alpha[0], (1, 1))
     alpha = torch.rand(1, 1, 64, 48, generator=generator)
     pil = Image.fromarray(alpha[0, 0].numpy(), mode="F").resize((6, 8), Image.BILINEAR)
     assert np.allclose(
@@ -67,16 +70,6 @@ def test_resize_known_mask_marks_a_coarse_cell_unknown_if_any_pixel_is_transpare
     assert torch.equal(
         resize_known_mask(expected, (4, 4))[0, 0, :2, :2], torch.zeros(2, 2)
     )
-
-
-def test_known_mask_from_region_indices_and_one_hot():
-    region = torch.tensor([[[0, 1], [2, 0]]])
-    expected = torch.tensor([[[[1.0, 1.0], [0.0, 1.0]]]])
-    assert torch.equal(known_mask_from_region(region), expected)
-    one_hot = F.one_hot(region, 3).permute(0, 3, 1, 2).float()
-    assert torch.equal(known_mask_from_region(one_hot), expected)
-    with pytest.raises(ValueError, match="region_target"):
-        known_mask_from_region(torch.zeros(1, 2, 2, 2))
 
 
 # ------------------------------------------------------------------------------------------------ eq. (2)
@@ -149,14 +142,26 @@ def test_projector_errors():
         projector({"b": torch.zeros(1, 4, 2, 2)})
 
 
-def test_projector_from_features():
+def test_projector_from_features_and_layer_pairs(tmp_path):
     student = {"x": torch.zeros(1, 3, 4, 4)}
     projector = SemanticGuidanceProjector.from_features(
         student, {"x": torch.zeros(1, 7, 4, 4)}
     )
     assert projector({"x": student["x"]})["x"].shape == (1, 7, 4, 4)
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(ValueError, match="lack a student or teacher feature"):
         SemanticGuidanceProjector.from_features(student, {"y": torch.zeros(1, 7, 4, 4)})
+    paired = SemanticGuidanceProjector.from_features(
+        student, {"y": torch.zeros(1, 5, 4, 4)}, layer_pairs={"x": "y"}
+    )
+    assert paired.layer_pairs == {"x": "y"}
+    paired.save_pretrained(tmp_path)
+    assert SemanticGuidanceProjector.from_pretrained(tmp_path).layer_pairs == {"x": "y"}
+    teacher = {"y": torch.ones(1, 5, 4, 4)}
+    expected = F.mse_loss(paired(student)["x"], teacher["y"])
+    assert (
+        semantic_guidance_loss(teacher, student, torch.ones(1, 1, 4, 4), paired)
+        == expected
+    )
 
 
 def test_semantic_guidance_hand_computed_and_masked():
@@ -535,3 +540,90 @@ def test_masked_laplacian_loss_ignores_pixels_outside_the_mask(generator):
     )
     assert laplacian_loss(changed_outside, alpha_gt, mask=mask).item() == 0.0
     assert laplacian_loss(changed_outside, alpha_gt).item() > 0.0
+
+
+# ------------------------------------------------------------------------------------------------ with the UNet
+
+
+@pytest.fixture(scope="module")
+def teacher_unet():
+    torch.manual_seed(0)
+    config = get_dummy_unet_init_dict(prediction_head="region")
+    return MatteUNet2DConditionModel(**config).eval()
+
+
+def unet_pair(teacher, generator, **student_config):
+    student = MatteUNet2DConditionModel.from_teacher(
+        teacher, prediction_head="matte", **student_config
+    )
+    latents = torch.randn(2, 4, 16, 16, generator=generator)
+    text = torch.randn(2, 5, 24, generator=generator)
+    return student, latents, text
+
+
+def run_captured(unet, latents, text, features, no_grad=False):
+    with torch.set_grad_enabled(not no_grad), unet.capture(
+        features=features, attention_maps=True
+    ) as captured:
+        sample = unet(latents, 0, text).sample
+    return sample, captured
+
+
+def test_distillation_loss_on_captured_unet_maps(teacher_unet, generator):
+    teacher = teacher_unet
+    student, latents, text = unet_pair(
+        teacher, generator, variant="tiny", self_attention_kv_downsample=(-1, 2, 2)
+    )
+    # "tiny" drops the lowest level: the student's up block i is the teacher's up block i + 1.
+    pairs = {"up_blocks.0": "up_blocks.1", "up_blocks.2": "up_blocks.3"}
+    _, teacher_captured = run_captured(
+        teacher, latents, text, list(pairs.values()), no_grad=True
+    )
+    sample, student_captured = run_captured(student, latents.clone(), text, list(pairs))
+    projector = SemanticGuidanceProjector.from_features(
+        student_captured.features, teacher_captured.features, layer_pairs=pairs
+    )
+    # A hard square with a soft (transparent) vertical band through it.
+    alpha_gt = torch.zeros(2, 1, 128, 128)
+    alpha_gt[..., 32:96, 32:96] = 1.0
+    alpha_gt[..., 32:96, 56:72] = torch.rand(2, 1, 64, 16, generator=generator)
+    known = torch.ones(2, 1, 128, 128)
+    known[..., 32:96, 56:72] = 0.0
+
+    total, parts = soft_grounding_distillation_loss(
+        sample[:, :1],
+        sample[:, 1:],
+        alpha_gt,
+        known,
+        teacher_captured,
+        student_captured,
+        projector,
+    )
+    assert all(torch.isfinite(value) and value > 0 for value in parts.values())
+    total.backward()
+    assert all(p.grad is not None for p in projector.parameters())
+    kv_convs = [
+        p for n, p in student.named_parameters() if "kv_downsample" in n or "to_k" in n
+    ]
+    assert kv_convs and all(
+        p.grad is not None and p.grad.abs().sum() > 0 for p in kv_convs
+    )
+
+
+def test_attention_losses_vanish_for_an_unpruned_copy_of_the_teacher(
+    teacher_unet, generator
+):
+    teacher = teacher_unet
+    student, latents, text = unet_pair(teacher, generator, variant=None)
+    _, teacher_captured = run_captured(teacher, latents, text, [], no_grad=True)
+    _, student_captured = run_captured(student.eval(), latents, text, [], no_grad=True)
+    alpha_gt = torch.rand(2, 1, 128, 128, generator=generator)
+    stm = self_attention_transparency_loss(
+        teacher_captured.self_attention, student_captured.self_attention, alpha_gt
+    )
+    ctm = cross_attention_transparency_loss(
+        teacher_captured.cross_attention, student_captured.cross_attention
+    )
+    assert stm.item() == pytest.approx(0.0, abs=1e-10) and ctm.item() == pytest.approx(
+        0.0, abs=1e-8
+    )

@@ -28,9 +28,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-# Channel order of the teacher's region head (the UNet contract): foreground, background, transparent.
-REGION_FOREGROUND, REGION_BACKGROUND, REGION_TRANSPARENT = 0, 1, 2
-NUM_REGIONS = 3
+from .data.targets import NUM_REGIONS
+from .data.targets import downsample_alpha as _resize_alpha
 
 Grid = tuple[int, int]
 
@@ -77,20 +76,12 @@ def _check_batch(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> 
 
 
 def downsample_alpha(alpha: torch.Tensor, size: Grid) -> torch.Tensor:
-    """Bilinearly resamples an alpha matte `(B, 1, H, W)` to `size` (the paper's "down-sampled ... using bilinear
-    interpolation", Sec. 3.2.2).
-
-    Anti-aliasing is on, which gives exactly PIL's bilinear resize: going from 512 to 64 pixels, plain
-    `F.interpolate` bilinear reads only 4 of every 64 pixels, so thin hair would flicker in and out of the target;
-    the anti-aliased filter is a triangle stretched over the whole footprint.
-    """
+    """Resamples a ground-truth alpha `(B, 1, H, W)` to `size` with `data.targets.downsample_alpha` (the paper's
+    bilinear down-sampling, anti-aliased like PIL's bilinear resize), the same function that builds the data
+    pipeline's 1/8 alpha, so targets made here and there agree."""
     _check_map("alpha", alpha)
-    size = tuple(int(s) for s in size)
-    if tuple(alpha.shape[-2:]) == size:
-        return alpha
-    return F.interpolate(
-        alpha, size=size, mode="bilinear", align_corners=False, antialias=True
-    )
+    size = (int(size[0]), int(size[1]))
+    return alpha if tuple(alpha.shape[-2:]) == size else _resize_alpha(alpha, size)
 
 
 def resize_known_mask(known_mask: torch.Tensor, size: Grid) -> torch.Tensor:
@@ -108,28 +99,6 @@ def resize_known_mask(known_mask: torch.Tensor, size: Grid) -> torch.Tensor:
     return 1.0 - F.adaptive_max_pool2d(1.0 - known_mask, size)
 
 
-def known_mask_from_region(region_target: torch.Tensor) -> torch.Tensor:
-    """M of eq. (3): 1 on the foreground and background regions of s_GT, 0 on the transparent region.
-
-    Args:
-        region_target: class indices `(B, H, W)` (0 foreground, 1 background, 2 transparent), or per-class
-            probabilities / one-hot `(B, 3, H, W)` in the same channel order.
-
-    Returns:
-        `(B, 1, H, W)` float mask.
-    """
-    if region_target.ndim == 3 and not region_target.is_floating_point():
-        return (region_target != REGION_TRANSPARENT).unsqueeze(1).float()
-    if region_target.ndim == 4 and region_target.shape[1] == NUM_REGIONS:
-        return (
-            1.0 - region_target[:, REGION_TRANSPARENT : REGION_TRANSPARENT + 1].float()
-        )
-    raise ValueError(
-        "`region_target` must be integer class indices of shape (B, H, W) or per-class values of shape "
-        f"(B, {NUM_REGIONS}, H, W), got dtype {region_target.dtype} and shape {tuple(region_target.shape)}."
-    )
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Stage 1: soft grounding in semantic (Sec. 3.2.1)
 # ----------------------------------------------------------------------------------------------------------------
@@ -144,12 +113,13 @@ def region_cross_entropy_loss(
     Args:
         region_logits: `(B, 3, h, w)` logits of the teacher's region head (softmax gives p_I).
         region_target: s_GT at the same grid, either class indices `(B, h, w)` or per-class values `(B, 3, h, w)`
-            (one-hot, or soft labels).
+            (one-hot, or soft labels), in the class order of `data.targets` (`REGION_*`), which must also be the
+            order of the head's channels.
     """
     _check_ndim("region_logits", region_logits, 4, f"(B, {NUM_REGIONS}, h, w)")
     if region_logits.shape[1] != NUM_REGIONS:
         raise ValueError(
-            f"`region_logits` must have {NUM_REGIONS} channels (foreground, background, transparent), "
+            f"`region_logits` must have {NUM_REGIONS} channels (one per region), "
             f"got shape {tuple(region_logits.shape)}."
         )
     if region_target.ndim == 3 and not region_target.is_floating_point():
@@ -211,12 +181,17 @@ class SemanticGuidanceProjection(ModelMixin, ConfigMixin):
 class SemanticGuidanceProjector(ModelMixin, ConfigMixin):
     r"""One Phi (eq. 4) per distilled layer l of eq. (3), saved together with `save_pretrained`.
 
+    A pruned student names its layers differently from the teacher (BK-SDM "tiny" drops the lowest level, so the
+    student's `up_blocks.0` pairs with the teacher's `up_blocks.1`), so each student layer records the teacher
+    layer it is compared with.
+
     Args:
-        feature_names: names of the distilled layers, as given to the UNet's `capture(features=...)`
-            (e.g. `"down_blocks.1"`).
-        in_channels: student channels, one per name.
-        out_channels: teacher channels, one per name.
-        hidden_channels: optional inner widths, one per name.
+        feature_names: the student's distilled layers, as given to the UNet's `capture(features=...)`
+            (e.g. `"up_blocks.0"`).
+        in_channels: student channels, one per layer.
+        out_channels: teacher channels, one per layer.
+        teacher_feature_names: the teacher layer of each student layer (default: the same names).
+        hidden_channels: optional inner widths, one per layer.
         negative_slope: slope of every LeakyReLU.
     """
 
@@ -226,26 +201,30 @@ class SemanticGuidanceProjector(ModelMixin, ConfigMixin):
         feature_names: Sequence[str],
         in_channels: Sequence[int],
         out_channels: Sequence[int],
+        teacher_feature_names: Optional[Sequence[str]] = None,
         hidden_channels: Optional[Sequence[Optional[int]]] = None,
         negative_slope: float = 0.01,
     ):
         super().__init__()
+        teacher_feature_names = teacher_feature_names or feature_names
         hidden_channels = hidden_channels or [None] * len(feature_names)
-        lengths = {
-            len(feature_names),
-            len(in_channels),
-            len(out_channels),
-            len(hidden_channels),
-        }
-        if len(lengths) != 1:
+        lengths = [
+            feature_names,
+            in_channels,
+            out_channels,
+            teacher_feature_names,
+            hidden_channels,
+        ]
+        if len({len(value) for value in lengths}) != 1:
             raise ValueError(
-                "`feature_names`, `in_channels`, `out_channels` and `hidden_channels` must have the same length, got "
-                f"{len(feature_names)}, {len(in_channels)}, {len(out_channels)} and {len(hidden_channels)}."
+                "`feature_names`, `in_channels`, `out_channels`, `teacher_feature_names` and `hidden_channels` must "
+                f"have the same length, got {[len(value) for value in lengths]}."
             )
         if len(set(feature_names)) != len(feature_names):
             raise ValueError(
                 f"`feature_names` must be unique, got {list(feature_names)}."
             )
+        self.layer_pairs = dict(zip(feature_names, teacher_feature_names))
         # A list, not a ModuleDict: feature names contain dots, which module names may not.
         self.projections = nn.ModuleList(
             SemanticGuidanceProjection(c_in, c_out, c_hidden, negative_slope)
@@ -257,37 +236,49 @@ class SemanticGuidanceProjector(ModelMixin, ConfigMixin):
         cls,
         student_features: Mapping[str, torch.Tensor],
         teacher_features: Mapping[str, torch.Tensor],
+        layer_pairs: Optional[Mapping[str, str]] = None,
         **kwargs: Any,
     ) -> "SemanticGuidanceProjector":
-        """Builds a projector whose channels match captured `(B, C, h, w)` features (same names in both dicts)."""
-        names = list(student_features)
-        missing = [name for name in names if name not in teacher_features]
+        """Builds a projector whose channels match captured `(B, C, h, w)` features.
+
+        Args:
+            student_features, teacher_features: captured features keyed by layer name.
+            layer_pairs: `{student layer: teacher layer}`; default: every student layer with the same teacher name.
+        """
+        layer_pairs = dict(layer_pairs or {name: name for name in student_features})
+        missing = [
+            s
+            for s, t in layer_pairs.items()
+            if s not in student_features or t not in teacher_features
+        ]
         if missing:
             raise ValueError(
-                f"Teacher features are missing {missing}; student features have {names}."
+                f"Layers {missing} (student names) lack a student or teacher feature; student features have "
+                f"{list(student_features)}, teacher features {list(teacher_features)}."
             )
         return cls(
-            feature_names=names,
-            in_channels=[student_features[name].shape[1] for name in names],
-            out_channels=[teacher_features[name].shape[1] for name in names],
+            feature_names=list(layer_pairs),
+            in_channels=[student_features[name].shape[1] for name in layer_pairs],
+            out_channels=[
+                teacher_features[name].shape[1] for name in layer_pairs.values()
+            ],
+            teacher_feature_names=list(layer_pairs.values()),
             **kwargs,
         )
 
     def forward(
         self, student_features: Mapping[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        """Applies each layer's Phi; returns a dict keyed like `config.feature_names`."""
-        missing = [
-            name for name in self.config.feature_names if name not in student_features
-        ]
+        """Applies each layer's Phi; returns a dict keyed by the student layer names."""
+        missing = [name for name in self.layer_pairs if name not in student_features]
         if missing:
             raise ValueError(
-                f"`student_features` is missing {missing}; the projector expects {list(self.config.feature_names)} "
+                f"`student_features` is missing {missing}; the projector expects {list(self.layer_pairs)} "
                 f"and got {list(student_features)}."
             )
         return {
             name: projection(student_features[name])
-            for name, projection in zip(self.config.feature_names, self.projections)
+            for name, projection in zip(self.layer_pairs, self.projections)
         }
 
 
@@ -305,39 +296,42 @@ def semantic_guidance_loss(
 
     Args:
         teacher_features: `{name: (B, C_T, h, w)}` intermediate features of the teacher (detached here).
-        student_features: `{name: (B, C_S, h, w)}` student features at the same layers; projected by `projector`
-            when it is given, otherwise used as they are (they must then already have the teacher's channels).
+        student_features: `{name: (B, C_S, h, w)}` student features; projected by `projector` when it is given
+            (and paired with the teacher layers it records), otherwise compared as they are with the teacher
+            feature of the same name (they must then already have the teacher's channels).
         known_mask: M, `(B, 1, H, W)`, 1 on foreground and background; resized to each layer's grid with
             `resize_known_mask`.
         projector: the Phi modules of eq. (4).
     """
     _check_map("known_mask", known_mask)
-    names = (
-        list(projector.config.feature_names)
-        if projector is not None
-        else list(student_features)
-    )
-    if not names:
+    if projector is not None:
+        layer_pairs, projected = projector.layer_pairs, projector(student_features)
+    else:
+        layer_pairs, projected = {
+            name: name for name in student_features
+        }, student_features
+    if not layer_pairs:
         raise ValueError(
             "`student_features` is empty: L_SG needs at least one distilled layer."
         )
-    missing = [name for name in names if name not in teacher_features]
+    missing = [name for name in layer_pairs.values() if name not in teacher_features]
     if missing:
         raise ValueError(
             f"`teacher_features` is missing {missing}; got {list(teacher_features)}."
         )
-    projected = (
-        projector(student_features) if projector is not None else student_features
-    )
 
     loss = known_mask.new_zeros(())
-    for name in names:
-        teacher, student = teacher_features[name].detach(), projected[name]
-        _check_ndim(f"teacher_features[{name!r}]", teacher, 4, "(B, C, h, w)")
+    for student_name, teacher_name in layer_pairs.items():
+        teacher, student = (
+            teacher_features[teacher_name].detach(),
+            projected[student_name],
+        )
+        _check_ndim(f"teacher_features[{teacher_name!r}]", teacher, 4, "(B, C, h, w)")
         if teacher.shape != student.shape:
             raise ValueError(
-                f"Feature {name!r}: the (projected) student feature has shape {tuple(student.shape)} but the teacher "
-                f"feature has {tuple(teacher.shape)}; check the projector's channels and the layers' resolutions."
+                f"Student layer {student_name!r} -> teacher layer {teacher_name!r}: the (projected) student feature "
+                f"has shape {tuple(student.shape)} but the teacher feature has {tuple(teacher.shape)}; check the "
+                "projector's channels and the layers' resolutions."
             )
         mask = resize_known_mask(known_mask, teacher.shape[-2:]).to(student.dtype)
         loss = loss + F.mse_loss(mask * student, mask * teacher)
@@ -549,7 +543,7 @@ def soft_grounding_distillation_loss(
         coarse_alpha: alpha^lr of the student, `(B, 1, h, w)` in [0, 1].
         transparency_logits: R of the student, `(B, 1, h, w)`.
         alpha_gt: ground-truth alpha `(B, 1, H, W)`.
-        known_mask: M `(B, 1, H', W')`, 1 on foreground and background (see `known_mask_from_region`).
+        known_mask: M `(B, 1, H', W')`, 1 on foreground and background (`data.targets.certain_mask`).
         teacher_captured, student_captured: what the UNets' `capture()` recorded: objects with `features`
             (`{name: tensor}`), `self_attention`, `self_attention_kv_size` and `cross_attention` (`{(h, w): ...}`).
             Needed by the terms whose weight is not zero.
