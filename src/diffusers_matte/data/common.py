@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
@@ -191,3 +192,82 @@ def prepare_builder(
     """Runs ``download_and_prepare`` (a cache hit when already built) and returns the split(s)."""
     builder.download_and_prepare(num_proc=num_proc)
     return builder.as_dataset(split=split)
+
+
+@dataclass
+class MattingBuilderConfig(datasets.BuilderConfig):
+    """Options shared by the folder loaders; ``data_dir`` (inherited) is the user's copy of the set."""
+
+    captions_file: Optional[str] = None
+
+
+class MattingBuilder(datasets.GeneratorBasedBuilder):
+    """Base of the loaders of user-downloaded sets: subclasses implement :meth:`collect_rows`.
+
+    All rows are collected (and every file checked) before anything is written, so a broken copy fails at once
+    with the path that is missing instead of half-way through, and nothing is skipped silently.
+    """
+
+    BUILDER_CONFIG_CLASS = MattingBuilderConfig
+    SOURCE = "matting"
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=(self.__doc__ or "").strip().split("\n")[0],
+            features=MATTING_FEATURES,
+        )
+
+    def collect_rows(self, root: Path) -> Dict[str, List[Dict[str, Any]]]:
+        """Returns ``{split name: [row, ...]}`` for the copy at ``root``."""
+        raise NotImplementedError
+
+    def _split_generators(self, dl_manager):
+        if not self.config.data_dir:
+            raise ValueError(
+                f"{type(self).__name__} needs data_dir=<folder of your downloaded copy>"
+            )
+        root = Path(self.config.data_dir).expanduser()
+        require_dir(root, f"{type(self).__name__} data_dir")
+        splits = self.collect_rows(root)
+        for split, rows in splits.items():
+            check_files_exist(rows, f"{type(self).__name__} split {split!r}")
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"rows": rows})
+            for split, rows in splits.items()
+        ]
+
+    def _generate_examples(self, rows: List[Dict[str, Any]]):
+        for row in rows:
+            yield row["instance_id"], row
+
+
+def check_files_exist(rows: List[Dict[str, Any]], what: str) -> None:
+    """Raises one error listing every image or alpha path of ``rows`` that is not a readable file."""
+    missing = []
+    for row in rows:
+        for key in ("image", "alpha"):
+            value = row[key]
+            if isinstance(value, str) and not Path(value).is_file():
+                missing.append(f"{key} of {row['instance_id']}: {value}")
+    if missing:
+        listed = "\n  ".join(missing[:20])
+        more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
+        raise DatasetLayoutError(
+            f"{what}: {len(missing)} file(s) missing:\n  {listed}{more}"
+        )
+
+
+def load_with_builder(
+    builder_cls: type,
+    data_dir: PathLike,
+    split: Optional[str] = None,
+    cache_dir: Optional[PathLike] = None,
+    **config_kwargs: Any,
+) -> Union[datasets.Dataset, datasets.DatasetDict]:
+    """Instantiates ``builder_cls`` on ``data_dir``, prepares it (cached) and returns one split or all of them."""
+    builder = builder_cls(
+        data_dir=str(Path(data_dir).expanduser().resolve()),
+        cache_dir=None if cache_dir is None else str(cache_dir),
+        **config_kwargs,
+    )
+    return prepare_builder(builder, split=split)
