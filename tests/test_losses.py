@@ -29,7 +29,10 @@ from diffusers_matte.losses import (
     soft_grounding_distillation_loss,
     transparency_confidence_loss,
 )
-from diffusers_matte.models.unet_matte import MatteUNet2DConditionModel
+from diffusers_matte.models.unet_matte import (
+    MatteUNet2DConditionModel,
+    distillation_feature_pairs,
+)
 from diffusers_matte.testing import get_dummy_unet_init_dict
 
 
@@ -574,8 +577,8 @@ def test_distillation_loss_on_captured_unet_maps(teacher_unet, generator):
     student, latents, text = unet_pair(
         teacher, generator, variant="tiny", self_attention_kv_downsample=(-1, 2, 2)
     )
-    # "tiny" drops the lowest level: the student's up block i is the teacher's up block i + 1.
-    pairs = {"up_blocks.0": "up_blocks.1", "up_blocks.2": "up_blocks.3"}
+    # "tiny" drops the lowest level: student layers are paired with teacher layers by the BK-SDM mapping.
+    pairs = {s: t for t, s in distillation_feature_pairs(teacher.config, "tiny")}
     _, teacher_captured = run_captured(
         teacher, latents, text, list(pairs.values()), no_grad=True
     )
