@@ -22,6 +22,8 @@ from diffusers_matte.training_utils import (
     get_optimizer,
     get_poly_milestone_scheduler,
     list_checkpoints,
+    make_load_model_hook,
+    make_save_model_hook,
     prune_checkpoints,
     register_checkpoint_hooks,
     remove_incomplete_checkpoints,
@@ -396,3 +398,49 @@ def test_model_card_default_template(tmp_path):
     )
     assert metadata["license"] == "apache-2.0"
     assert "Decoder trained on AM-2k." in body
+
+
+class TinySubModel(TinyModel):
+    pass
+
+
+class FakeAccelerator:
+    is_main_process = True
+
+    def unwrap_model(self, model):
+        return model
+
+
+def test_hooks_resolve_base_classes_and_reject_shared_subfolders(tmp_path):
+    save = make_save_model_hook(
+        FakeAccelerator(), {TinyModel: "tiny", nn.Linear: "linear"}
+    )
+    models, weights = [nn.ReLU(), TinySubModel(width=3)], ["relu state", "tiny state"]
+    save(models, weights, str(tmp_path))
+    assert weights == [
+        "relu state"
+    ]  # the subclass was saved through its base class's entry
+    assert TinySubModel.from_pretrained(tmp_path, subfolder="tiny").config.width == 3
+
+    saved = models[1].state_dict()
+    load = make_load_model_hook(FakeAccelerator(), {TinyModel: "tiny"})
+    torch.manual_seed(1)
+    target = TinySubModel(width=3)
+    assert not torch.equal(target.linear.weight, saved["linear.weight"])
+    remaining = [nn.ReLU(), target]
+    load(remaining, str(tmp_path))
+    assert len(remaining) == 1 and isinstance(remaining[0], nn.ReLU)
+    assert torch.equal(target.linear.weight, saved["linear.weight"])
+
+    with pytest.raises(ValueError, match="subfolder 'tiny'"):
+        save([TinyModel(), TinySubModel()], [{}, {}], str(tmp_path / "twice"))
+
+
+def test_8bit_adam_needs_bitsandbytes():
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install bitsandbytes"):
+            get_optimizer([nn.Parameter(torch.zeros(1))], 1e-3, use_8bit_adam=True)
+    else:
+        pytest.skip("bitsandbytes is installed")
