@@ -164,6 +164,10 @@ def test_loads_plain_sd_unet_checkpoint_with_new_head(tmp_path):
         tmp_path, prediction_head="region"
     )
     assert teacher.config.out_channels == 3
+    assert not any(p.is_meta for p in teacher.parameters())
+    latents, text = make_inputs()
+    with torch.no_grad():
+        assert torch.isfinite(teacher.eval()(latents, 0, text).sample).all()
     torch.testing.assert_close(teacher.conv_in.weight, plain.conv_in.weight)
 
 
@@ -468,3 +472,17 @@ def test_from_teacher_same_architecture_reproduces_teacher():
 def test_from_teacher_rejects_unknown_variant():
     with pytest.raises(ValueError, match="variant"):
         MatteUNet2DConditionModel.from_teacher(make_teacher(), "huge")
+
+
+def test_loading_with_new_kv_downsampling_initialises_it_as_average_pooling(tmp_path):
+    torch.manual_seed(0)
+    UNet2DConditionModel(**get_dummy_unet_init_dict()).save_pretrained(tmp_path)
+    model, info = MatteUNet2DConditionModel.from_pretrained(
+        tmp_path, self_attention_kv_downsample=(1, 2, 1, 1), output_loading_info=True
+    )
+    assert info["missing_keys"] and all("kv_down" in k for k in info["missing_keys"])
+    for proc in model.kv_downsample_processors.values():
+        tokens = torch.randn(1, 16, proc.kv_down.in_channels)
+        reduced, _ = proc.downsample(tokens, (4, 4))
+        pooled = F.avg_pool2d(tokens.reshape(1, 4, 4, -1).permute(0, 3, 1, 2), 2)
+        torch.testing.assert_close(reduced, pooled.flatten(2).transpose(1, 2))

@@ -347,6 +347,36 @@ class MatteUNet2DConditionModel(UNet2DConditionModel):
         with self._keeping_kv_downsampling():
             super().set_use_memory_efficient_attention_xformers(valid, attention_op)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """`ModelMixin.from_pretrained`, also for converting a checkpoint, e.g. a Stable Diffusion UNet loaded with
+        `prediction_head="region"`: the modules the checkpoint lacks (a new head, K/V down-sampling) get their
+        own initialisation instead of the uninitialised memory the fast loader leaves.
+        """
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, output_loading_info=True, **kwargs
+        )
+        if info["missing_keys"]:
+            model._initialise_missing(info["missing_keys"])
+        return (model, info) if output_loading_info else model
+
+    def _initialise_missing(self, missing_keys: Sequence[str]) -> None:
+        modules = dict(self.named_modules())
+        device = next(p.device for p in self.parameters() if not p.is_meta)
+        for name in sorted({key.rsplit(".", 1)[0] for key in missing_keys}):
+            module = modules[name]
+            module.to_empty(device=device, recurse=False)
+            parent = modules.get(name.rsplit(".", 1)[0])
+            if isinstance(parent, MatteAttnProcessor) and module is parent.kv_down:
+                parent.reset_kv_down_to_average()
+            elif hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+            else:
+                raise RuntimeError(
+                    f"Cannot initialise {name!r}, which the checkpoint does not contain."
+                )
+
     # ----------------------------------------------------------------------------------------------------
     # Prediction and capture
 

@@ -1,0 +1,476 @@
+# Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
+"""What the three training scripts in `training/` share: arguments, frozen encoders, data and the loop.
+
+The scripts stay flat and readable, in the style of diffusers' `examples/`: each builds its models and defines
+how one batch becomes a loss; this module runs the rest (accelerate, gradient accumulation, clipping, the
+appendix Table 4 schedule, checkpoints with `--resume_from_checkpoint latest`, logging).
+"""
+
+import argparse
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import training_utils
+from .data.transforms import TrainingTransform, collate_training_examples
+
+logger = get_logger(__name__)
+
+TRAIN_LOG = "train_log.jsonl"
+
+
+def add_training_args(parser: argparse.ArgumentParser, stage: str) -> None:
+    """The arguments every stage takes, named as in diffusers' training examples.
+
+    `stage` names the row of the paper's appendix Table 4 (`training_utils.TABLE4_STAGES`) whose learning rate,
+    steps, per-device batch and milestones are the defaults.
+    """
+    table = training_utils.TABLE4_STAGES[stage]
+    add = parser.add_argument
+    add(
+        "--pretrained_model_name_or_path",
+        required=True,
+        help="Stable Diffusion folder or Hub id (vae, text_encoder, tokenizer)",
+    )
+    add("--revision", default=None)
+    add(
+        "--variant",
+        default=None,
+        help="weights variant of the pretrained model, e.g. fp16",
+    )
+    add(
+        "--output_dir",
+        required=True,
+        help="where checkpoints and the trained models are written",
+    )
+    add("--seed", type=int, default=0)
+    add(
+        "--resolution",
+        type=int,
+        default=512,
+        help="square training size (512 in the paper)",
+    )
+    add(
+        "--train_batch_size",
+        type=int,
+        default=table.train_batch_size // table.num_gpus,
+        help="per device",
+    )
+    add("--max_train_steps", type=int, default=table.max_train_steps)
+    add("--gradient_accumulation_steps", type=int, default=1)
+    add("--gradient_checkpointing", action="store_true")
+    add("--learning_rate", type=float, default=table.learning_rate)
+    add(
+        "--lr_scheduler",
+        default="poly",
+        help="'poly' (appendix Table 4) or any diffusers scheduler name",
+    )
+    add("--lr_power", type=float, default=training_utils.POLY_POWER)
+    add(
+        "--lr_milestones",
+        type=float,
+        nargs="*",
+        default=[m / table.max_train_steps for m in table.lr_milestones],
+        help="milestones of the 'poly' schedule as fractions of --max_train_steps (Table 4's by default)",
+    )
+    add(
+        "--lr_milestone_values",
+        type=float,
+        nargs="*",
+        default=list(table.lr_milestone_values),
+    )
+    add("--lr_warmup_steps", type=int, default=0, help="for the diffusers schedulers")
+    add("--adam_beta1", type=float, default=0.9)
+    add("--adam_beta2", type=float, default=0.999)
+    add("--adam_weight_decay", type=float, default=training_utils.ADAMW_WEIGHT_DECAY)
+    add("--adam_epsilon", type=float, default=1e-8)
+    add("--max_grad_norm", type=float, default=1.0)
+    add("--checkpointing_steps", type=int, default=500)
+    add("--checkpoints_total_limit", type=int, default=None)
+    add(
+        "--resume_from_checkpoint",
+        default=None,
+        help="a checkpoint folder, or 'latest'",
+    )
+    add("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
+    add("--report_to", default="tensorboard", help="tensorboard, wandb, all, or none")
+    add("--logging_dir", default="logs")
+    add("--tracker_project_name", default=None)
+    add("--dataloader_num_workers", type=int, default=0)
+    add(
+        "--dataset",
+        default="synthetic",
+        help="'synthetic', or a folder written by datasets' save_to_disk",
+    )
+    add(
+        "--synthetic_num_train",
+        type=int,
+        default=2000,
+        help="images of the synthetic set (--dataset synthetic)",
+    )
+    add("--synthetic_image_size", type=int, default=256)
+    add("--max_train_samples", type=int, default=None)
+    add("--push_to_hub", action="store_true")
+    add("--hub_model_id", default=None)
+    add("--hub_token", default=None)
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    if len(args.lr_milestones) != len(args.lr_milestone_values):
+        raise ValueError(
+            f"--lr_milestones and --lr_milestone_values need the same number of entries, got "
+            f"{args.lr_milestones} and {args.lr_milestone_values}."
+        )
+    for name in (
+        "resolution",
+        "train_batch_size",
+        "max_train_steps",
+        "gradient_accumulation_steps",
+        "checkpointing_steps",
+    ):
+        if getattr(args, name) < 1:
+            raise ValueError(
+                f"--{name} must be a positive integer, got {getattr(args, name)}."
+            )
+
+
+def make_accelerator(args: argparse.Namespace) -> Accelerator:
+    """An `Accelerator` writing to `output_dir`, with a seedable sampler so resumed runs continue exactly."""
+    project = ProjectConfiguration(
+        project_dir=args.output_dir,
+        logging_dir=os.path.join(args.output_dir, args.logging_dir),
+    )
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=project,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+    return accelerator
+
+
+def weight_dtype(accelerator: Accelerator) -> torch.dtype:
+    """The dtype of the frozen models under mixed precision."""
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
+        accelerator.mixed_precision, torch.float32
+    )
+
+
+@dataclass
+class FrozenEncoders:
+    """The frozen VAE encoder and CLIP text encoder that feed every stage."""
+
+    vae: nn.Module
+    text_encoder: nn.Module
+    tokenizer: object
+
+    @classmethod
+    def from_pretrained(
+        cls, args: argparse.Namespace, accelerator: Accelerator
+    ) -> "FrozenEncoders":
+        from diffusers import AutoencoderKL
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        path, kw = args.pretrained_model_name_or_path, dict(revision=args.revision)
+        encoders = cls(
+            vae=AutoencoderKL.from_pretrained(
+                path, subfolder="vae", variant=args.variant, **kw
+            ),
+            text_encoder=CLIPTextModel.from_pretrained(
+                path, subfolder="text_encoder", **kw
+            ),
+            tokenizer=CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw),
+        )
+        for model in (encoders.vae, encoders.text_encoder):
+            model.requires_grad_(False).eval().to(
+                accelerator.device, weight_dtype(accelerator)
+            )
+        return encoders
+
+    @property
+    def latent_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @torch.no_grad()
+    def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """z_I: the scaled posterior mode, as in the pipeline."""
+        latents = self.vae.encode(
+            pixel_values.to(self.vae.device, self.vae.dtype)
+        ).latent_dist.mode()
+        return (latents * self.vae.config.scaling_factor).float()
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """f_T: CLIP hidden states (the trainable text adapter is applied by the caller)."""
+        max_length = min(
+            self.tokenizer.model_max_length,
+            self.text_encoder.config.max_position_embeddings,
+        )
+        ids = self.tokenizer(
+            texts,
+            padding="max_length",
+            max_length=max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        return self.text_encoder(ids.input_ids.to(self.text_encoder.device))[0].float()
+
+
+class RowDataset(torch.utils.data.Dataset):
+    """Rows of the common data schema turned into training tensors, reproducibly: sample i of epoch e always draws
+    the same expression and augmentation, so a resumed run sees exactly the batches of an uninterrupted one.
+    """
+
+    def __init__(self, rows: datasets.Dataset, transform: TrainingTransform, seed: int):
+        self.rows, self.transform, self.seed, self.epoch = rows, transform, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        self.transform.rng = np.random.default_rng([self.seed, self.epoch, index])
+        return self.transform(self.rows[index])
+
+
+def load_train_rows(args: argparse.Namespace) -> datasets.Dataset:
+    """The training rows: the synthetic set, or a folder written by `DatasetDict.save_to_disk`."""
+    if args.dataset == "synthetic":
+        from .data.synthetic import load_synthetic_matting
+
+        rows = load_synthetic_matting(
+            num_train=args.synthetic_num_train,
+            num_test=1,  # the builder needs a non-empty test split
+            seed=args.seed,
+            image_size=args.synthetic_image_size,
+        )["train"]
+    else:
+        if not Path(args.dataset).is_dir():
+            raise FileNotFoundError(
+                f"--dataset: expected 'synthetic' or a save_to_disk folder, got {args.dataset!r}."
+            )
+        rows = datasets.load_from_disk(args.dataset)
+        if isinstance(rows, datasets.DatasetDict):
+            if "train" not in rows:
+                raise KeyError(
+                    f"--dataset {args.dataset!r} has splits {list(rows)} but no 'train' split."
+                )
+            rows = rows["train"]
+    if args.max_train_samples is not None:
+        rows = rows.select(range(min(args.max_train_samples, len(rows))))
+    return rows
+
+
+def make_dataloader(
+    args: argparse.Namespace, latent_factor: int
+) -> torch.utils.data.DataLoader:
+    transform = TrainingTransform(
+        resolution=args.resolution, latent_factor=latent_factor, alpha_factors=()
+    )
+    dataset = RowDataset(load_train_rows(args), transform, args.seed)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=args.train_batch_size,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=collate_training_examples,
+        num_workers=args.dataloader_num_workers,
+    )
+
+
+def train(
+    args: argparse.Namespace,
+    accelerator: Accelerator,
+    models: dict[str, nn.Module],
+    dataloader: torch.utils.data.DataLoader,
+    step_fn: Callable[
+        [dict, dict[str, nn.Module], Callable[[torch.Tensor], None]], dict[str, float]
+    ],
+) -> dict[str, nn.Module]:
+    """Run the optimisation loop; returns the trained models, unwrapped.
+
+    Args:
+        models: the trainable models by the subfolder name they are saved under (`save_pretrained`).
+        step_fn: `step_fn(batch, prepared_models, backward)` computes the loss of one batch, calls
+            `backward(loss)` itself (so a `capture()` block can stay open during backward), and returns the
+            floats to log.
+    """
+    params = [
+        p for model in models.values() for p in model.parameters() if p.requires_grad
+    ]
+    optimizer = training_utils.get_optimizer(
+        params,
+        learning_rate=args.learning_rate,
+        weight_decay=args.adam_weight_decay,
+        betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
+    )
+    scheduler = make_scheduler(args, optimizer, accelerator.num_processes)
+    names = list(models)
+    prepared = accelerator.prepare(*models.values(), optimizer, dataloader, scheduler)
+    wrapped = dict(zip(names, prepared[: len(names)]))
+    optimizer, dataloader, scheduler = prepared[len(names) :]
+    training_utils.register_checkpoint_hooks(
+        accelerator, {type(m): name for name, m in models.items()}
+    )
+
+    global_step, first_epoch, skip_batches = 0, 0, 0
+    if accelerator.is_main_process:
+        training_utils.remove_incomplete_checkpoints(args.output_dir)
+    checkpoint = training_utils.resolve_resume_checkpoint(
+        args.output_dir, args.resume_from_checkpoint
+    )
+    if checkpoint is not None:
+        accelerator.print(f"Resuming from checkpoint {checkpoint}")
+        accelerator.load_state(str(checkpoint))
+        global_step = training_utils.checkpoint_step(checkpoint)
+        updates_per_epoch = math.ceil(
+            len(dataloader) / args.gradient_accumulation_steps
+        )
+        first_epoch, done = divmod(global_step, updates_per_epoch)
+        skip_batches = done * args.gradient_accumulation_steps
+
+    if accelerator.is_main_process:
+        config = {
+            k: v
+            for k, v in vars(args).items()
+            if isinstance(v, (int, float, str, bool))
+        }
+        accelerator.init_trackers(
+            args.tracker_project_name or Path(args.output_dir).name, config=config
+        )
+    progress = tqdm(
+        range(args.max_train_steps),
+        initial=global_step,
+        desc="Steps",
+        disable=not accelerator.is_local_main_process,
+    )
+    log_path = Path(args.output_dir) / TRAIN_LOG
+    for model in wrapped.values():
+        model.train()
+    epoch = first_epoch
+    while global_step < args.max_train_steps:
+        dataloader.set_epoch(epoch)
+        dataloader.dataset.set_epoch(epoch)
+        batches = (
+            accelerator.skip_first_batches(dataloader, skip_batches)
+            if skip_batches
+            else dataloader
+        )
+        skip_batches = 0
+        for batch in batches:
+            with accelerator.accumulate(*wrapped.values()):
+                logs = step_fn(batch, wrapped, accelerator.backward)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            if not accelerator.sync_gradients:
+                continue
+            global_step += 1
+            progress.update(1)
+            logs = {**logs, "lr": scheduler.get_last_lr()[0]}
+            progress.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}")
+            accelerator.log(logs, step=global_step)
+            if accelerator.is_main_process:
+                with log_path.open("a") as f:
+                    f.write(json.dumps({"step": global_step, **logs}) + "\n")
+            if (
+                global_step % args.checkpointing_steps == 0
+                and accelerator.is_main_process
+            ):
+                training_utils.save_checkpoint(
+                    accelerator,
+                    args.output_dir,
+                    global_step,
+                    args.checkpoints_total_limit,
+                )
+            if global_step >= args.max_train_steps:
+                break
+        epoch += 1
+    accelerator.wait_for_everyone()
+    return {name: accelerator.unwrap_model(model) for name, model in wrapped.items()}
+
+
+def make_scheduler(
+    args: argparse.Namespace, optimizer: torch.optim.Optimizer, num_processes: int
+):
+    """Table 4's poly-0.9 schedule with milestones, or any diffusers scheduler by name."""
+    if args.lr_scheduler == "poly":
+        # Milestones are fractions of the run; on a short run two may land on one step: the later value wins.
+        steps = {}
+        for fraction, value in zip(args.lr_milestones, args.lr_milestone_values):
+            steps[max(1, round(fraction * args.max_train_steps))] = value
+        return training_utils.get_poly_milestone_scheduler(
+            optimizer,
+            total_steps=args.max_train_steps,
+            milestones=sorted(steps),
+            values=[steps[step] for step in sorted(steps)],
+            power=args.lr_power,
+            num_processes=num_processes,
+        )
+    from diffusers.optimization import get_scheduler
+
+    return get_scheduler(
+        args.lr_scheduler,
+        optimizer,
+        num_warmup_steps=args.lr_warmup_steps * num_processes,
+        num_training_steps=args.max_train_steps * num_processes,
+        power=args.lr_power,
+    )
+
+
+def save_outputs(args: argparse.Namespace, models: dict, description: str) -> None:
+    """Save the trained models as `save_pretrained` subfolders, a model card, and push to the Hub if asked.
+
+    A model saved under the name "" is written to `output_dir` itself (a whole pipeline).
+    """
+    for name, model in models.items():
+        model.save_pretrained(
+            os.path.join(args.output_dir, name) if name else args.output_dir
+        )
+    training_utils.write_model_card(
+        args.output_dir,
+        model_description=description,
+        base_model=args.pretrained_model_name_or_path,
+        overwrite=True,
+    )
+    if args.push_to_hub:
+        from huggingface_hub import create_repo, upload_folder
+
+        repo_id = create_repo(
+            args.hub_model_id or Path(args.output_dir).name,
+            exist_ok=True,
+            token=args.hub_token,
+        ).repo_id
+        upload_folder(
+            repo_id=repo_id,
+            folder_path=args.output_dir,
+            commit_message="End of training",
+            ignore_patterns=[
+                "checkpoint-*",
+                ".incomplete-*",
+                "logs/*",
+                "train_log.jsonl",
+            ],
+            token=args.hub_token,
+        )

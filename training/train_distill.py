@@ -1,0 +1,209 @@
+#!/usr/bin/env python
+# Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
+"""Stage 2 of the paper (sections 3.2.2 and 3.3): soft grounding in transparency, by distillation.
+
+The frozen stage-1 teacher guides a BK-SDM-pruned student with optimised self-attention, built from it by
+`MatteUNet2DConditionModel.from_teacher`. The student predicts the coarse alpha alpha^lr and the transparency
+logit R; the loss is eq. (9): L_STM (eq. 5) + L_CTM (eq. 6) + L_SG with the projections Phi (eqs. 3-4)
++ L_alpha^lr (eq. 7) + L_R (eq. 8).
+
+    accelerate launch training/train_distill.py \
+        --pretrained_model_name_or_path stable-diffusion-v1-5/stable-diffusion-v1-5 \
+        --teacher_model_name_or_path teacher --output_dir student --student_variant tiny --kv_downsample -1 2 2
+
+`--no_distillation` trains the same student from the teacher's weights with L_alpha^lr + L_R only (the paper's
+ablation "localisation, then fine-tune the small student"). The output folder holds `unet/` (the student),
+`text_adapter/` and `projector/`.
+"""
+
+import argparse
+
+import torch
+
+from diffusers_matte.losses import (
+    DistillationLossWeights,
+    SemanticGuidanceProjector,
+    soft_grounding_distillation_loss,
+)
+from diffusers_matte.models.text_adapter import TextAdapter
+from diffusers_matte.models.unet_matte import (
+    MatteUNet2DConditionModel,
+    distillation_feature_pairs,
+)
+from diffusers_matte.training_loop import (
+    FrozenEncoders,
+    add_training_args,
+    make_accelerator,
+    make_dataloader,
+    save_outputs,
+    train,
+    validate_args,
+)
+
+
+def parse_args(input_args=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_training_args(parser, stage="transparency")
+    parser.add_argument(
+        "--teacher_model_name_or_path",
+        required=True,
+        help="stage-1 output (unet/, text_adapter/)",
+    )
+    parser.add_argument(
+        "--student_variant", choices=["base", "small", "tiny", "none"], default="tiny"
+    )
+    parser.add_argument(
+        "--kv_downsample",
+        type=int,
+        nargs="+",
+        default=[-1, 2, 2],
+        help="per-level factors; 1 1 1 keeps full self-attention",
+    )
+    parser.add_argument(
+        "--no_distillation",
+        action="store_true",
+        help="L_alpha^lr + L_R only (ablation)",
+    )
+    parser.add_argument(
+        "--train_text_adapter", action="store_true", help="also train the text adapter"
+    )
+    defaults = DistillationLossWeights()
+    for name in ("stm", "ctm", "sg", "alpha_lr", "r"):
+        parser.add_argument(
+            f"--lambda_{name}",
+            type=float,
+            default=getattr(defaults, name),
+            help=f"weight of L_{name} in eq. (9)",
+        )
+    args = parser.parse_args(input_args)
+    validate_args(args)
+    return args
+
+
+def loss_weights(args: argparse.Namespace) -> DistillationLossWeights:
+    distil = 0.0 if args.no_distillation else 1.0
+    return DistillationLossWeights(
+        stm=distil * args.lambda_stm,
+        ctm=distil * args.lambda_ctm,
+        sg=distil * args.lambda_sg,
+        alpha_lr=args.lambda_alpha_lr,
+        r=args.lambda_r,
+    )
+
+
+def build_projector(
+    teacher, student, pairs, latent_size: int, text_dim: int
+) -> SemanticGuidanceProjector:
+    """One Phi per distilled layer, its channels read off a dry run at the training resolution."""
+    latents = torch.zeros(1, teacher.config.in_channels, latent_size, latent_size)
+    text = torch.zeros(1, 1, text_dim)
+    with torch.no_grad(), teacher.capture(
+        features=[t for t, _ in pairs]
+    ) as t_cap, student.capture(features=[s for _, s in pairs]) as s_cap:
+        teacher(latents, 0, text)
+        student(latents, 0, text)
+    return SemanticGuidanceProjector(
+        feature_names=[t for t, _ in pairs],
+        in_channels=[s_cap.features[s].shape[1] for _, s in pairs],
+        out_channels=[t_cap.features[t].shape[1] for t, _ in pairs],
+    )
+
+
+def main(args: argparse.Namespace) -> None:
+    accelerator = make_accelerator(args)
+    encoders = FrozenEncoders.from_pretrained(args, accelerator)
+    teacher = MatteUNet2DConditionModel.from_pretrained(
+        args.teacher_model_name_or_path, subfolder="unet"
+    )
+    text_adapter = TextAdapter.from_pretrained(
+        args.teacher_model_name_or_path, subfolder="text_adapter"
+    )
+    variant = None if args.student_variant == "none" else args.student_variant
+    kv = tuple(args.kv_downsample)
+    student, info = MatteUNet2DConditionModel.from_teacher(
+        teacher,
+        variant,
+        output_loading_info=True,
+        prediction_head="matte",
+        self_attention_kv_downsample=None if all(k == 1 for k in kv) else kv,
+    )
+    accelerator.print(
+        f"Student: {len(info['copied_keys'])} tensors from the teacher, {len(info['new_keys'])} new."
+    )
+    if args.gradient_checkpointing:
+        student.enable_gradient_checkpointing()
+    teacher.requires_grad_(False).eval().to(accelerator.device)
+    text_adapter.requires_grad_(args.train_text_adapter)
+    if not args.train_text_adapter:
+        text_adapter.eval().to(accelerator.device)
+
+    weights = loss_weights(args)
+    distil = not args.no_distillation
+    pairs = distillation_feature_pairs(teacher.config, variant) if weights.sg else []
+    rename = {
+        s: t for t, s in pairs
+    }  # the loss compares features under the teacher's names
+    models = {"unet": student}
+    if pairs:
+        latent_size = args.resolution // encoders.latent_factor
+        models["projector"] = build_projector(
+            teacher,
+            student,
+            pairs,
+            latent_size,
+            encoders.text_encoder.config.hidden_size,
+        )
+    if args.train_text_adapter:
+        models["text_adapter"] = text_adapter
+    timestep = student.config.prediction_timestep
+
+    def step(batch, prepared, backward):
+        latents = encoders.encode_image(batch["pixel_values"])
+        adapter = prepared.get("text_adapter", text_adapter)
+        text = adapter(encoders.encode_text(batch["text"]))
+        teacher_cap = student_cap = None
+        if distil:
+            with torch.no_grad(), teacher.capture(
+                features=[t for t, _ in pairs], attention_maps=True
+            ) as teacher_cap:
+                teacher(latents, teacher.config.prediction_timestep, text)
+        unwrapped_student = accelerator.unwrap_model(prepared["unet"])
+        capture = unwrapped_student.capture(
+            features=list(rename), attention_maps=distil
+        )
+        with capture as student_cap:  # open during backward: gradient checkpointing recomputes inside it
+            sample = prepared["unet"](latents, timestep, text).sample
+            features = {rename[name]: f for name, f in student_cap.features.items()}
+            # Phi (eq. 4) applied here through the (possibly DDP-wrapped) projector, so gradients synchronise.
+            student_cap.features = (
+                prepared["projector"](features) if pairs else features
+            )
+            loss, parts = soft_grounding_distillation_loss(  # eq. (9)
+                sample[:, :1],
+                sample[:, 1:2],
+                batch["alpha"].to(sample.device),
+                batch["mask"].to(sample.device),
+                teacher_cap,
+                student_cap,
+                weights=weights,
+            )
+            backward(loss)
+        return {
+            "loss": loss.item(),
+            **{f"loss_{k}": v.item() for k, v in parts.items()},
+        }
+
+    dataloader = make_dataloader(args, encoders.latent_factor)
+    trained = train(args, accelerator, models, dataloader, step)
+    if accelerator.is_main_process:
+        trained.setdefault("text_adapter", text_adapter)
+        save_outputs(
+            args,
+            trained,
+            "Student of stage 2 (soft grounding in transparency): coarse alpha and R.",
+        )
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main(parse_args())

@@ -1,0 +1,120 @@
+#!/usr/bin/env python
+# Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
+"""Stage 1 of the paper (section 3.2.1): soft grounding in semantic.
+
+The Stable Diffusion UNet, with its latent head replaced by the 3-class region head, learns to tell the
+foreground, background and transparent regions of the matte that a sentence refers to, from the clean image
+latent z_I in one step; the CLIP text encoder is frozen and a two-layer text adapter refines its features.
+Loss: L_CE, eq. (2).
+
+    accelerate launch training/train_teacher.py \
+        --pretrained_model_name_or_path stable-diffusion-v1-5/stable-diffusion-v1-5 \
+        --output_dir teacher --dataset synthetic --max_train_steps 20000
+
+The output folder holds `unet/` and `text_adapter/`, which `train_distill.py` loads.
+"""
+
+import argparse
+
+import torch
+
+from diffusers_matte.losses import region_cross_entropy_loss
+from diffusers_matte.models.text_adapter import TextAdapter
+from diffusers_matte.models.unet_matte import MatteUNet2DConditionModel
+from diffusers_matte.training_loop import (
+    FrozenEncoders,
+    add_training_args,
+    make_accelerator,
+    make_dataloader,
+    save_outputs,
+    train,
+    validate_args,
+)
+
+
+def parse_args(input_args=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_training_args(parser, stage="semantic")
+    parser.add_argument(
+        "--head_channels",
+        type=int,
+        default=None,
+        help="width of the region head's ConvBNReLUs",
+    )
+    parser.add_argument(
+        "--use_lora",
+        action="store_true",
+        help="train LoRA adapters on the UNet (peft) instead of all its weights",
+    )
+    parser.add_argument("--lora_rank", type=int, default=8)
+    args = parser.parse_args(input_args)
+    validate_args(args)
+    return args
+
+
+def build_teacher(args: argparse.Namespace) -> MatteUNet2DConditionModel:
+    unet = MatteUNet2DConditionModel.from_pretrained(
+        args.pretrained_model_name_or_path,
+        subfolder="unet",
+        revision=args.revision,
+        variant=args.variant,
+        prediction_head="region",
+        head_channels=args.head_channels,
+    )
+    if args.use_lora:
+        from peft import LoraConfig
+
+        unet.requires_grad_(False)
+        targets = ["to_q", "to_k", "to_v", "to_out.0"]
+        unet.add_adapter(
+            LoraConfig(
+                r=args.lora_rank, lora_alpha=args.lora_rank, target_modules=targets
+            )
+        )
+        unet.conv_out.requires_grad_(True)  # the new head is always trained in full
+    if args.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    return unet
+
+
+def main(args: argparse.Namespace) -> None:
+    accelerator = make_accelerator(args)
+    encoders = FrozenEncoders.from_pretrained(args, accelerator)
+    unet = build_teacher(args)
+    text_adapter = TextAdapter(embed_dim=encoders.text_encoder.config.hidden_size)
+    timestep = unet.config.prediction_timestep
+
+    def step(batch, models, backward):
+        latents = encoders.encode_image(batch["pixel_values"])
+        text = models["text_adapter"](encoders.encode_text(batch["text"]))
+        logits = models["unet"](latents, timestep, text).sample
+        loss = region_cross_entropy_loss(
+            logits, batch["region_map"].to(logits.device)
+        )  # eq. (2)
+        backward(loss)
+        return {"loss": loss.item()}
+
+    dataloader = make_dataloader(args, encoders.latent_factor)
+    trained = train(
+        args,
+        accelerator,
+        {"unet": unet, "text_adapter": text_adapter},
+        dataloader,
+        step,
+    )
+    if accelerator.is_main_process:
+        if args.use_lora:
+            trained[
+                "unet"
+            ].fuse_lora()  # fold LoRA into the weights: the next stage loads a plain teacher
+            trained["unet"].unload_lora()
+        save_outputs(
+            args,
+            trained,
+            "Teacher of stage 1 (soft grounding in semantic): region head + text adapter.",
+        )
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main(parse_args())
