@@ -1,0 +1,448 @@
+# Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
+"""`SoftGroundingMattingPipeline`: an image and a sentence in, the alpha matte of what the sentence names out.
+
+One call follows the paper's inference path (Fig. 3, Secs. 3.2-3.4), in a single UNet step:
+
+    image --preprocess--> pixels --vae.encode--> z_I              prompt --CLIP--> f_T --text_adapter--> f_T'
+    unet.predict(z_I, f_T') --> coarse alpha, R, features (1/8)
+    matting_decoder(pixels, coarse alpha, R, features) --> alpha (processing resolution)
+    [refiner(image at full size, alpha, decoder context) --> alpha (input resolution)]
+
+This file imports only installed libraries and its sibling `image_processor.py`, so that `diffusers_matte.hub` can
+copy both next to a checkpoint for `trust_remote_code` loading without our package.
+"""
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput, logging
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from .image_processor import SoftGroundingImageProcessor, load_images
+
+logger = logging.get_logger(__name__)
+
+OUTPUT_TYPES = ("np", "pt", "pil")
+RESAMPLE_METHODS = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```py
+        >>> from PIL import Image
+        >>> from diffusers_matte import SoftGroundingMattingPipeline
+
+        >>> pipe = SoftGroundingMattingPipeline.from_pretrained("path/or/hub-id")
+        >>> image = Image.open("photo.jpg")
+        >>> out = pipe(image, prompt=["the dog on the left", "the glass of water"], output_type="pil")
+        >>> out.alpha[0].save("dog.png"); out.alpha[1].save("glass.png")
+        ```
+"""
+
+
+@dataclass
+class SoftGroundingMattingOutput(BaseOutput):
+    """Output of [`SoftGroundingMattingPipeline`]: one entry per (image, prompt) pair, image-major (all prompts of
+    the first image, then those of the second, ...).
+
+    Args:
+        alpha: the alpha mattes in [0, 1]. "np": `(N, H, W, 1)` float32 array; "pt": `(N, 1, H, W)` tensor;
+            "pil": list of 8-bit grayscale images. When the mattes differ in size (images of different sizes),
+            "np" and "pt" give a list of `(H, W, 1)` arrays / `(1, H, W)` tensors.
+        coarse_alpha: the UNet's low-resolution alpha `alpha^lr`, up-sampled to the size of `alpha`, same format.
+        transparency: the UNet's transparency confidence `sigmoid(R)`, up-sampled likewise, same format.
+    """
+
+    alpha: np.ndarray | torch.Tensor | list
+    coarse_alpha: np.ndarray | torch.Tensor | list
+    transparency: np.ndarray | torch.Tensor | list
+
+
+class SoftGroundingMattingPipeline(DiffusionPipeline):
+    r"""Text-grounded alpha matting in one UNet step (Xiang et al., "Teaching Diffusion Models to Ground Alpha
+    Matte", TMLR 2025).
+
+    Args:
+        vae ([`AutoencoderKL`]): encodes the image to the latent `z_I` (posterior mode, scaled).
+        text_encoder ([`~transformers.CLIPTextModel`]): the frozen CLIP text encoder.
+        tokenizer ([`~transformers.CLIPTokenizer`]): its tokenizer.
+        text_adapter ([`ModelMixin`]): a `TextAdapter` mapping the CLIP hidden states to the UNet's text features.
+        unet ([`ModelMixin`]): a `MatteUNet2DConditionModel` with the matte head (student); its config holds the
+            timestep of the single-step prediction (`prediction_timestep`).
+        matting_decoder ([`ModelMixin`]): a `MattingDecoder` producing the alpha at the processing resolution.
+        refiner ([`ModelMixin`], *optional*): a `SparseMatteRefiner` that lifts the decoder's alpha to the input's
+            resolution (Sec. 3.4, "Extend to High-resolution Inference"); without it the alpha is resized.
+        default_processing_resolution (`int`, defaults to 512): longest edge the image is resized to before
+            encoding (the resolution the models were trained at); `0` processes the image at its own size.
+    """
+
+    model_cpu_offload_seq = (
+        "text_encoder->text_adapter->vae->unet->matting_decoder->refiner"
+    )
+    _optional_components = ["refiner"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        text_adapter: ModelMixin,
+        unet: ModelMixin,
+        matting_decoder: ModelMixin,
+        refiner: ModelMixin | None = None,
+        default_processing_resolution: int = 512,
+    ):
+        super().__init__()
+        self.register_modules(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            text_adapter=text_adapter,
+            unet=unet,
+            matting_decoder=matting_decoder,
+            refiner=refiner,
+        )
+        self.register_to_config(
+            default_processing_resolution=default_processing_resolution
+        )
+        self.vae_scale_factor = (
+            2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
+        )
+        unet_factor = (
+            2 ** (len(unet.config.block_out_channels) - 1) if unet is not None else 8
+        )
+        # Padding to this multiple gives every UNet level a whole grid, so the skip connections line up.
+        self.image_processor = SoftGroundingImageProcessor(
+            pad_multiple=self.vae_scale_factor * unet_factor
+        )
+
+    # Loading and publishing -------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs
+    ):
+        """Load from a local folder or a Hub id. A Hub id is downloaded with `snapshot_download` first: diffusers'
+        own Hub download check refuses components whose code lives outside diffusers and transformers.
+        """
+        path = os.fspath(pretrained_model_name_or_path)
+        if not os.path.isdir(path):
+            from huggingface_hub import snapshot_download
+
+            hub_kwargs = {
+                k: kwargs.pop(k)
+                for k in ("revision", "force_download", "proxies", "local_files_only")
+                if k in kwargs
+            }
+            hub_kwargs.update(
+                {k: kwargs[k] for k in ("cache_dir", "token") if k in kwargs}
+            )
+            path = snapshot_download(path, **hub_kwargs)
+        return super().from_pretrained(path, **kwargs)
+
+    def save_pretrained_with_code(
+        self, save_directory: str | os.PathLike, **kwargs
+    ) -> None:
+        """`save_pretrained`, plus the code of the pipeline and of its custom components, so that
+        `DiffusionPipeline.from_pretrained(save_directory, trust_remote_code=True)` works without `diffusers_matte`.
+        See `diffusers_matte.hub.save_pretrained_with_code`."""
+        from diffusers_matte.hub import save_pretrained_with_code
+
+        save_pretrained_with_code(self, save_directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """Upload the pipeline with its code and a model card; see `diffusers_matte.hub.push_to_hub`."""
+        from diffusers_matte.hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
+    # Inputs ------------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def prompts_per_image(prompt: str | list, num_images: int) -> list[list[str]]:
+        """Normalise `prompt` to one list of prompts per image.
+
+        - a string: that prompt for every image;
+        - a list of strings: with one image, all of them for it (several mattes); otherwise one per image;
+        - a list with one entry per image, each a string or a list of strings: those prompts for that image.
+        """
+        if isinstance(prompt, str):
+            per_image = [[prompt] for _ in range(num_images)]
+        elif isinstance(prompt, (list, tuple)):
+            if num_images == 1 and all(isinstance(p, str) for p in prompt):
+                per_image = [list(prompt)]
+            elif len(prompt) == num_images:
+                per_image = [[p] if isinstance(p, str) else list(p) for p in prompt]
+            else:
+                raise ValueError(
+                    f"`prompt` has {len(prompt)} entries for {num_images} images; give one string for all images, "
+                    "one entry (a string or a list of strings) per image, or, for a single image, a list of strings."
+                )
+        else:
+            raise TypeError(
+                f"`prompt` must be a string or a list, got {type(prompt).__name__}."
+            )
+        for i, prompts in enumerate(per_image):
+            if len(prompts) == 0:
+                raise ValueError(
+                    f"Image {i} has no prompt; give at least one non-empty prompt per image."
+                )
+            for p in prompts:
+                if not isinstance(p, str):
+                    raise TypeError(
+                        f"Prompts must be strings, got {type(p).__name__} for image {i}."
+                    )
+                if not p.strip():
+                    raise ValueError(
+                        f"Image {i} has an empty prompt; describe the object to matte."
+                    )
+        return per_image
+
+    def check_inputs(
+        self,
+        processing_resolution: int,
+        resample_method_input: str,
+        resample_method_output: str,
+        batch_size: int,
+        output_type: str,
+    ) -> None:
+        if not isinstance(processing_resolution, int) or processing_resolution < 0:
+            raise ValueError(
+                f"`processing_resolution` must be a non-negative integer (0: native size), got {processing_resolution!r}."
+            )
+        for name, value in (
+            ("resample_method_input", resample_method_input),
+            ("resample_method_output", resample_method_output),
+        ):
+            if value not in RESAMPLE_METHODS:
+                raise ValueError(
+                    f"`{name}` must be one of {RESAMPLE_METHODS}, got {value!r}."
+                )
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(
+                f"`batch_size` must be a positive integer, got {batch_size!r}."
+            )
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(
+                f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}."
+            )
+
+    # Stages ------------------------------------------------------------------------------------------------------
+
+    def encode_prompt(
+        self,
+        prompt: str | list[str],
+        device: torch.device | None = None,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """Text features `f_T'` for the UNet: tokenizer -> CLIP text encoder -> text adapter (Sec. 3.2.1).
+
+        Prompts longer than the text encoder's limit are truncated, with a warning. Returns `(N, L, D)`.
+        """
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        device = device or self._execution_device
+        max_length = min(
+            self.tokenizer.model_max_length,
+            self.text_encoder.config.max_position_embeddings,
+        )
+        tokens = self.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        for p in prompts:
+            ids = self.tokenizer(p).input_ids
+            if len(ids) > max_length:
+                dropped = self.tokenizer.decode(
+                    ids[max_length - 1 : -1], skip_special_tokens=True
+                )
+                logger.warning(
+                    f"A prompt is longer than the text encoder's limit of {max_length} tokens and was truncated; "
+                    f"the dropped part is {dropped!r}."
+                )
+        step = batch_size or len(prompts)
+        features = []
+        for start in range(0, len(prompts), step):
+            hidden = self.text_encoder(tokens[start : start + step].to(device))[0]
+            features.append(self.text_adapter(hidden.to(self.text_adapter.dtype)))
+        return torch.cat(features)
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """`z_I`: the VAE posterior mode, scaled (no sampling: the prediction is deterministic)."""
+        latents = self.vae.encode(
+            pixels.to(self.vae.device, self.vae.dtype)
+        ).latent_dist.mode()
+        return latents * self.vae.config.scaling_factor
+
+    def predict_alpha(
+        self, pixels: torch.Tensor, latents: torch.Tensor, text_features: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One UNet step and the matting decoder. Returns `(alpha, coarse_alpha, transparency, context)`: the
+        alpha and the decoder's context features at the (padded) processing resolution, the coarse alpha and
+        `sigmoid(R)` at the latent resolution."""
+        prediction = self.unet.predict(
+            latents.to(self.unet.dtype),
+            text_features.to(self.unet.dtype),
+            output_features=True,
+        )
+        decoded = self.matting_decoder(
+            pixels.to(self.matting_decoder.device, self.matting_decoder.dtype),
+            prediction.coarse_alpha,
+            prediction.transparency_logits,
+            prediction.features,
+        )
+        return (
+            decoded.alpha,
+            prediction.coarse_alpha,
+            torch.sigmoid(prediction.transparency_logits),
+            decoded.hidden_states,
+        )
+
+    def refine(
+        self, image: torch.Tensor, alpha: torch.Tensor, context: torch.Tensor
+    ) -> torch.Tensor:
+        """Hook for the optional refiner: `image` `(1, 3, H, W)` in [0, 1] at the output size, `alpha` and `context`
+        at the (unpadded) processing resolution. Returns the alpha `(1, 1, H, W)`."""
+        pixel_values = (image * 2.0 - 1.0).to(self.refiner.device, self.refiner.dtype)
+        return self.refiner(
+            pixel_values=pixel_values, alpha=alpha, context=context
+        ).alpha
+
+    # Call --------------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: PIL.Image.Image | np.ndarray | torch.Tensor | list,
+        prompt: str | list,
+        processing_resolution: int | None = None,
+        match_input_resolution: bool = True,
+        resample_method_input: str = "bilinear",
+        resample_method_output: str = "bilinear",
+        batch_size: int = 1,
+        output_type: str = "np",
+        return_dict: bool = True,
+    ) -> SoftGroundingMattingOutput | tuple:
+        r"""Predict the alpha matte of the object each prompt describes.
+
+        Args:
+            image: a PIL image, a numpy array `(H, W[, C])` or `(N, H, W, C)`, a torch tensor `(C, H, W)` or
+                `(N, C, H, W)`, or a list of them; any size and aspect ratio. RGB, RGBA (alpha ignored), grayscale
+                and 16-bit inputs are converted; uint8, uint16 or floats in [0, 1].
+            prompt: one string for all images; a list with one string or list of strings per image; or, for a single
+                image, a list of strings (several mattes of that image, the image encoded once).
+            processing_resolution: longest edge the image is resized to for the models; `None` uses the pipeline's
+                `default_processing_resolution`, `0` the image's own size. Sizes are padded as the models need.
+            match_input_resolution: return mattes at the input's size (default) rather than the processing size.
+            resample_method_input / resample_method_output: interpolation for the resizes.
+            batch_size: how many (image, prompt) pairs go through the models at once; bounds memory.
+            output_type: "np", "pt" or "pil".
+            return_dict: return a [`SoftGroundingMattingOutput`] rather than the tuple
+                `(alpha, coarse_alpha, transparency)`.
+
+        The result does not depend on `batch_size` nor on the other items of a call (no randomness is involved).
+        """
+        if processing_resolution is None:
+            processing_resolution = self.config.default_processing_resolution
+        self.check_inputs(
+            processing_resolution,
+            resample_method_input,
+            resample_method_output,
+            batch_size,
+            output_type,
+        )
+        images = load_images(image)
+        prompts = self.prompts_per_image(prompt, len(images))
+        device = self._execution_device
+
+        # Text: each distinct prompt once.
+        distinct = list(dict.fromkeys(p for per_image in prompts for p in per_image))
+        text = dict(
+            zip(distinct, self.encode_prompt(distinct, device, batch_size).split(1))
+        )
+
+        # Images: each once; images whose padded grids agree are encoded together.
+        processed = [
+            self.image_processor.preprocess(
+                im, processing_resolution, resample_method_input
+            )
+            for im in images
+        ]
+        groups = defaultdict(list)
+        for i, (pixels, _, _) in enumerate(processed):
+            groups[tuple(pixels.shape[-2:])].append(i)
+        latents = {}
+        for indices in groups.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                encoded = self.encode_image(
+                    torch.cat([processed[i][0] for i in chunk]).to(device)
+                )
+                latents.update(zip(chunk, encoded.split(1)))
+
+        # (image, prompt) pairs, batched within groups of equal grids.
+        pairs = [(i, p) for i, per_image in enumerate(prompts) for p in per_image]
+        pair_groups = defaultdict(list)
+        for k, (i, _) in enumerate(pairs):
+            pair_groups[tuple(processed[i][0].shape[-2:])].append(k)
+        chunks = [
+            ks[s : s + batch_size]
+            for ks in pair_groups.values()
+            for s in range(0, len(ks), batch_size)
+        ]
+        results = [None] * len(pairs)
+        for chunk in self.progress_bar(chunks):
+            pixels = torch.cat([processed[pairs[k][0]][0] for k in chunk]).to(device)
+            outputs = self.predict_alpha(
+                pixels,
+                torch.cat([latents[pairs[k][0]] for k in chunk]),
+                torch.cat([text[pairs[k][1]] for k in chunk]),
+            )
+            for j, k in enumerate(chunk):
+                results[k] = self._postprocess(
+                    images[pairs[k][0]],
+                    processed[pairs[k][0]],
+                    [o[j : j + 1] for o in outputs],
+                    match_input_resolution,
+                    resample_method_output,
+                )
+        self.maybe_free_model_hooks()
+
+        fields = [
+            self.image_processor.format_output([r[f] for r in results], output_type)
+            for f in range(3)
+        ]
+        if not return_dict:
+            return tuple(fields)
+        return SoftGroundingMattingOutput(*fields)
+
+    def _postprocess(self, image, processed, outputs, match_input_resolution, resample):
+        """Back to the input's frame: unpad, then resize or refine to the output size. Returns CPU float tensors
+        `(alpha, coarse_alpha, transparency)`, each `(1, 1, H, W)`."""
+        pixels, padding, original_size = processed
+        padded_size = tuple(pixels.shape[-2:])
+        alpha, coarse_alpha, transparency, context = outputs
+        output_size = original_size if match_input_resolution else None
+        post = self.image_processor.postprocess
+        if self.refiner is not None and match_input_resolution:
+            crop = (padded_size[0] - padding[0], padded_size[1] - padding[1])
+            alpha_lr = alpha[..., : crop[0], : crop[1]]
+            alpha = (
+                self.refine(image, alpha_lr, context[..., : crop[0], : crop[1]])
+                .float()
+                .clamp(0, 1)
+                .cpu()
+            )
+        else:
+            alpha = post(alpha, padded_size, padding, output_size, resample).cpu()
+        size = tuple(alpha.shape[-2:])
+        coarse_alpha = post(coarse_alpha, padded_size, padding, size, "bilinear").cpu()
+        transparency = post(transparency, padded_size, padding, size, "bilinear").cpu()
+        return alpha, coarse_alpha, transparency
