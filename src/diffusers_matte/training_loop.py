@@ -388,7 +388,11 @@ def train(
                 continue
             global_step += 1
             progress.update(1)
-            logs = {**logs, "lr": scheduler.get_last_lr()[0]}
+            logs = {
+                **mean_over_processes(accelerator, logs),
+                "lr": scheduler.get_last_lr()[0],
+            }
+            logs["processes"] = accelerator.num_processes
             progress.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}")
             accelerator.log(logs, step=global_step)
             if accelerator.is_main_process:
@@ -409,6 +413,18 @@ def train(
         epoch += 1
     accelerator.wait_for_everyone()
     return {name: accelerator.unwrap_model(model) for name, model in wrapped.items()}
+
+
+def mean_over_processes(
+    accelerator: Accelerator, logs: dict[str, float]
+) -> dict[str, float]:
+    """Average the logged floats over the processes, so the log shows the loss of the whole batch."""
+    if accelerator.num_processes == 1 or not logs:
+        return logs
+    values = accelerator.reduce(
+        torch.tensor(list(logs.values()), device=accelerator.device), reduction="mean"
+    )
+    return dict(zip(logs, values.tolist()))
 
 
 def make_scheduler(

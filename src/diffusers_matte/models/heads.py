@@ -1,8 +1,8 @@
 # Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
 """Prediction heads that replace the UNet's latent `conv_out` (paper sections 3.2.1 and 3.2.2).
 
-- `RegionHead` (teacher): two ConvBNReLU groups, then 3 logits per latent pixel for the foreground /
-  background / transparent regions of the alpha matte (the s_I of section 3.2.1, trained with eq. 2).
+- `RegionHead` (teacher): two ConvBNReLU groups, then 3 logits per latent pixel for the background /
+  foreground / transparent regions of the alpha matte (the s_I of section 3.2.1, trained with eq. 2).
 - `MatteHead` (student): the same trunk, then the coarse alpha alpha^lr in [0, 1] and the transparency
   confidence logit R (section 3.2.2, trained with eqs. 7 and 8).
 """
@@ -10,7 +10,9 @@
 import torch
 from torch import nn
 
-REGION_CLASSES = ("foreground", "background", "transparent")
+# The channel order of the region logits; the same class indices as `diffusers_matte.data.targets` (kept
+# standalone here: this file travels with exported checkpoints).
+REGION_CLASSES = ("background", "foreground", "transparent")
 
 
 class ConvBNReLU(nn.Sequential):

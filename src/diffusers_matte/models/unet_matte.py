@@ -47,7 +47,7 @@ class MatteUNetPrediction(BaseOutput):
     Args:
         coarse_alpha: (B, 1, h, w) coarse alpha matte alpha^lr in [0, 1] (matte head).
         transparency_logits: (B, 1, h, w) transparency confidence logits R (matte head).
-        region_logits: (B, 3, h, w) foreground / background / transparent logits (region head).
+        region_logits: (B, 3, h, w) background / foreground / transparent logits (region head).
         latent: (B, C, h, w) the unchanged latent prediction (latent head).
         features: (B, block_out_channels[0], h, w) input of the prediction head, when asked for.
     """
