@@ -3,15 +3,22 @@
 
 The default numbers are those of the Deep Image Matting (DIM) MATLAB evaluation code by Ning Xu (2018), the code
 behind Composition-1k tables, with the scales of its ``evaluate.m``: SAD / 1000, MSE raw, GRAD / 1000, CONN / 1000.
-Its conventions are reproduced exactly (see ``docs``/``shared/reference/metrics.md``):
+Its conventions are reproduced exactly; alphas in [0, 1] stand for the 0..255 images ``255 * alpha`` it reads:
 
-- the element-wise work runs in single precision, as MATLAB's ``single()`` casts of the 0..255 images make it;
-  only the final sums are accumulated in float64 (MATLAB sums in single, so results agree to ~1e-5 relative);
+- the element-wise work runs in single precision, as MATLAB's ``single()`` casts make it; only the final sums are
+  accumulated in float64 (MATLAB sums in single; checked against the unmodified MATLAB files run in Octave, the
+  results agree to ~1e-6 relative);
 - GRAD min-max normalises each alpha first (``mat2gray``), filters with the 9x9 L2-normalised derivative-of-Gaussian
   of ``gaussgradient.m`` (sigma 1.4, replicated borders) and sums the squared difference of gradient *magnitudes*;
-- CONN thresholds at 0.1, 0.2, ..., 1 in single precision, keeps the largest 4-connected component of the
-  intersection (background excluded, ties to the component first in column-major order, an empty intersection
-  gives an empty component) and sums ``|phi(pred) - phi(gt)|`` with theta = 0.15, p = 1.
+- CONN thresholds at 0.1, 0.2, ..., 1 in single precision (uint8 153 passes 0.6; an exact 0.7 passes 0.7, as
+  MATLAB and Octave compare single with double in single precision), keeps the largest 4-connected component of
+  the intersection (background excluded, ties to the component first in column-major order, an empty
+  intersection gives an empty component) and sums ``|phi(pred) - phi(gt)|`` with theta = 0.15, p = 1;
+- an empty region gives MSE NaN (MATLAB's 0/0) and SAD = GRAD = CONN = 0.
+
+Inputs must be float (H, W) arrays or tensors in [0, 1]; 8-bit images, NaNs, values outside [0, 1] and mismatched
+shapes raise errors. For the DIM trimap protocol pass ``mask=trimap == 128``; ``mask=None`` is the whole image
+(the RefMatte / RIM convention).
 
 ``grad`` and ``conn`` also reproduce, on request only, two Python code families that published tables used:
 ``variant="gca"`` (Yaoyi Li's port in GCA-Matting / MGMatting / MatteFormer / Matting-Anything / SDMatte) and
@@ -205,9 +212,8 @@ def _dim_gradient_magnitude_t(alpha: np.ndarray, normalize: bool) -> np.ndarray:
     scipy filters along rows several times faster than along columns, so the column passes run on transposed
     copies and the result comes back as a (W, H) array.
     """
-    if (
-        normalize
-    ):  # mat2gray: min-max to [0, 1]; a constant image has zero gradient either way.
+    if normalize:
+        # mat2gray: min-max to [0, 1]; a constant image has zero gradient either way.
         lo, hi = alpha.min(), alpha.max()
         if hi == lo:
             return np.zeros(alpha.shape[::-1])
@@ -271,20 +277,17 @@ def grad(pred: Any, gt: Any, mask: Any = None, *, variant: str = "matlab") -> fl
 def _largest_component(inter: np.ndarray, variant: str) -> Optional[np.ndarray]:
     """The component Omega kept at one threshold; None means "skip this threshold"."""
     labels, count = ndimage.label(inter, structure=_FOUR_CONNECTED)
-    if (
-        variant == "gca"
-    ):  # the port's argmax also sees the background label 0 and picks it when it is largest
+    if variant == "gca":
+        # The port's argmax also sees the background label 0 and picks it when it is largest.
         return labels == np.argmax(np.bincount(labels.ravel()))
-    if (
-        count == 0
-    ):  # empty intersection: the guarded DIM code keeps an empty Omega, GFM `continue`s
+    if count == 0:
+        # Empty intersection: the guarded DIM code keeps an empty Omega, GFM `continue`s.
         return None if variant == "gfm" else np.zeros_like(inter)
     if count == 1:
         return inter
     sizes = np.bincount(labels.ravel())
-    sizes[0] = (
-        0  # background excluded; argmax takes the first of equal sizes, in label (scan) order
-    )
+    # Background excluded; argmax takes the first of equal sizes, in label (scan) order.
+    sizes[0] = 0
     return labels == np.argmax(sizes)
 
 
@@ -324,18 +327,16 @@ def _conn(
     singles: Optional[tuple] = None,
 ) -> float:
     """``singles``: the :func:`_single` images of ``p`` and ``g`` when already at hand."""
-    if (
-        variant == "gfm"
-    ):  # float64 alphas, np.arange thresholds, float32 l map, row-major ties
+    if variant == "gfm":
+        # float64 alphas, np.arange thresholds, float32 l map, row-major ties.
         level = _conn_levels(p, g, _THRESHOLDS_ARANGE, variant)
         err = _phi_error(
             p, g, _THRESHOLDS_ARANGE.astype(np.float32)[level].astype(np.float64)
         )
         return _masked_sum(err, mask) / 1000.0
     P, G = singles if singles is not None else (_single(p), _single(g))
-    if (
-        variant == "gca"
-    ):  # float32 alphas compared with float64 np.arange thresholds (NumPy >= 2), float64 l
+    if variant == "gca":
+        # float32 alphas compared with float64 np.arange thresholds (NumPy >= 2), float64 l.
         p32, g32 = P / _F32_255, G / _F32_255
         level = _conn_levels(p32, g32, _THRESHOLDS_ARANGE, variant)
         err = _phi_error(
@@ -502,9 +503,8 @@ class MattingMetrics:
         import torch
 
         device = torch.device(getattr(self.accelerator, "device", None) or "cpu")
-        dtype = (
-            torch.float32 if device.type == "mps" else torch.float64
-        )  # MPS has no float64
+        # MPS has no float64.
+        dtype = torch.float32 if device.type == "mps" else torch.float64
         local = torch.as_tensor(totals, dtype=dtype).reshape(1, -1).to(device)
         gathered = self.gather_fn(local)
         gathered = torch.as_tensor(gathered).reshape(-1, local.shape[1])
