@@ -172,3 +172,25 @@ def test_image_format_option():
         scene_rows(0, "train", 1, size=SIZE, image_format="gif")
     with pytest.raises(ValueError, match="image_format"):
         load_synthetic_matting(image_format="gif")
+
+
+def test_contact_sheet_script(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = (
+        Path(__file__).resolve().parents[2]
+        / "examples"
+        / "make_synthetic_contact_sheet.py"
+    )
+    spec = importlib.util.spec_from_file_location("contact_sheet", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    scenes = module.pick_scenes(seed=0, count=2, size=64, pool=6)
+    assert scenes[0] is not scenes[1]
+    sheet = module.draw_sheet(scenes, size=64)
+    assert sheet.size == (5 * 64, 28 + 2 * (64 + module.TEXT_HEIGHT))
+    out = module.main(
+        ["--output", str(tmp_path / "s.png"), "--num_scenes", "1", "--image_size", "64"]
+    )
+    assert out.is_file()

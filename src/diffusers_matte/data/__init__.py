@@ -1,0 +1,103 @@
+# Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
+"""Datasets, training targets, augmentation and the data schedule.
+
+Row schema (:data:`MATTING_FEATURES`), the same for every loader so training and evaluation code handle all sets
+alike (and ``datasets.concatenate_datasets`` works across them):
+
+=============== ================================ =============================================================
+column          type                             meaning
+=============== ================================ =============================================================
+``image``       ``datasets.Image()``             the RGB image (repeated on every instance row of an image)
+``alpha``       ``datasets.Image(mode="L")``     ground-truth alpha of this instance, 0..255
+``texts``       ``List(string)``                 every expression / caption of this instance (may be empty)
+``text_types``  ``List(string)``                 kind of each text (``keyword``, ``basic``, ``absolute``,
+                                                 ``relative``, ``caption``) or empty when the set does not say
+``instance_id`` ``string``                       unique within a split (RefMatte: mask stem; RefCOCO: ref_id)
+``image_id``    ``string``                       shared by the instances of one image
+``source``      ``string``                       ``refmatte``, ``refmatte_rw100``, ``refcoco``, ``p3m10k``,
+                                                 ``am2k``, ``rm1k``/``folder``, ``synthetic``
+``meta``        ``string``                       JSON of set-specific extras (e.g. ``trimap`` path for test sets,
+                                                 ``keyword``, RefCOCO ``ann_id``/``category``, synthetic attributes)
+=============== ================================ =============================================================
+
+One row per instance: RefMatte, RW100, RefCOCO and the synthetic set are instance-level; P3M-10k, AM-2k and
+image folders are image-level (one row per image). Random expression choice and the 512x512 resize belong to the
+training transform (:class:`TrainingTransform`), not to the loaders.
+
+Loaders take the folder of the user's own download and return ``datasets.Dataset``/``DatasetDict`` (built once into
+the ``datasets`` cache, keyed by the loader's arguments, not by the folder's contents: use a fresh ``cache_dir`` after
+changing files). Layout problems raise :class:`DatasetLayoutError` naming the path or key expected and what was found.
+"""
+
+from .augment import (
+    CompositeAugment,
+    blur_background,
+    composite_rssn,
+    gfm_crop,
+    swap_left_right,
+)
+from .am2k import AM2k, load_am2k
+from .common import MATTING_FEATURES, DatasetLayoutError, make_row
+from .folder import ImageAlphaFolder, load_image_alpha_folder
+from .p3m import P3M10k, load_p3m10k
+from .refcoco import RefCOCO, load_refcoco
+from .refmatte import RefMatte, load_refmatte
+from .refmatte_rw100 import RefMatteRW100, load_refmatte_rw100
+from .schedule import DataSchedule, MultiSourceDataset, ScheduledBatchSampler
+from .synthetic import SyntheticMatting, generate_scene, load_synthetic_matting
+from .targets import (
+    MORPHOLOGY_KERNEL_SIZE,
+    REGION_BACKGROUND,
+    REGION_FOREGROUND,
+    REGION_TRANSPARENT,
+    certain_mask,
+    downsample_alpha,
+    downsample_region_map,
+    region_map,
+    region_one_hot,
+    transparent_mask,
+    trimap_from_mask,
+)
+from .transforms import TrainingTransform, collate_training_examples
+
+__all__ = [
+    "AM2k",
+    "CompositeAugment",
+    "DataSchedule",
+    "DatasetLayoutError",
+    "ImageAlphaFolder",
+    "MATTING_FEATURES",
+    "MORPHOLOGY_KERNEL_SIZE",
+    "MultiSourceDataset",
+    "P3M10k",
+    "REGION_BACKGROUND",
+    "REGION_FOREGROUND",
+    "REGION_TRANSPARENT",
+    "RefCOCO",
+    "RefMatte",
+    "RefMatteRW100",
+    "ScheduledBatchSampler",
+    "SyntheticMatting",
+    "TrainingTransform",
+    "blur_background",
+    "certain_mask",
+    "collate_training_examples",
+    "composite_rssn",
+    "downsample_alpha",
+    "downsample_region_map",
+    "generate_scene",
+    "gfm_crop",
+    "load_am2k",
+    "load_image_alpha_folder",
+    "load_p3m10k",
+    "load_refcoco",
+    "load_refmatte",
+    "load_refmatte_rw100",
+    "load_synthetic_matting",
+    "make_row",
+    "region_map",
+    "region_one_hot",
+    "swap_left_right",
+    "transparent_mask",
+    "trimap_from_mask",
+]

@@ -687,7 +687,10 @@ def describe(instances: List[Instance], size: int, rng: np.random.Generator) -> 
         )
         basic_np = _noun_phrase(basic)
         template = templates[int(rng.integers(len(templates)))]
-        attrs = " and ".join(w for w in basic_np.split()[:-1])
+        words = basic_np.split()[:-1]
+        attrs = (
+            words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+        )
         target.texts = [
             _noun_phrase(keyword),
             template.format(np=basic_np, cat=target.category, attrs=attrs),
