@@ -402,8 +402,11 @@ class MattingMetrics:
 
     For distributed evaluation (``accelerate``, ``torch.distributed``), pass ``accelerator`` or ``gather_fn``:
     :meth:`compute` gathers every process's per-metric sums and sample count before dividing, so all processes
-    get the means over the whole set. Each sample must be passed to exactly one process (no duplicated padding
-    samples: use ``accelerator.gather_for_metrics`` on the predictions, or a sampler without padding).
+    get the means over the whole set. Each sample must then reach exactly one process: a distributed sampler that
+    pads the last batch with repeated samples counts those twice (``DataLoaderConfiguration(even_batches=False)``
+    avoids it).
+    The alternative is to collect the predictions with ``accelerator.gather_for_metrics`` and feed them to a
+    ``MattingMetrics`` *without* ``accelerator`` (every process then sees every sample once).
 
     Args:
         grad_variant: see :func:`grad`; ``"matlab"`` by default.
