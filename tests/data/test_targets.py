@@ -209,3 +209,13 @@ def test_collate_stacks_tensors_and_lists_strings():
     assert isinstance(batch["text"], list) and len(batch["text"]) == 2
     with pytest.raises(ValueError):
         collate_training_examples([])
+
+
+def test_package_exports_resolve_lazily():
+    import diffusers_matte.data as data
+
+    assert set(data.__all__) == set(data._EXPORTS)
+    for name in data.__all__:
+        assert getattr(data, name) is not None
+    with pytest.raises(AttributeError, match="no attribute"):
+        data.not_a_name

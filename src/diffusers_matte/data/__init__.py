@@ -29,38 +29,50 @@ the ``datasets`` cache, keyed by the loader's arguments, not by the folder's con
 changing files). Layout problems raise :class:`DatasetLayoutError` naming the path or key expected and what was found.
 """
 
-from .augment import (
-    CompositeAugment,
-    blur_background,
-    composite_rssn,
-    gfm_crop,
-    swap_left_right,
-)
-from .am2k import AM2k, load_am2k
-from .common import MATTING_FEATURES, DatasetLayoutError, make_row
-from .folder import ImageAlphaFolder, load_image_alpha_folder
-from .p3m import P3M10k, load_p3m10k
-from .refcoco import RefCOCO, load_refcoco
-from .refmatte import RefMatte, load_refmatte
-from .refmatte_rw100 import RefMatteRW100, load_refmatte_rw100
-from .schedule import DataSchedule, MultiSourceDataset, ScheduledBatchSampler
-from .synthetic import SyntheticMatting, generate_scene, load_synthetic_matting
-from .targets import (
-    MORPHOLOGY_KERNEL_SIZE,
-    REGION_BACKGROUND,
-    REGION_FOREGROUND,
-    REGION_TRANSPARENT,
-    certain_mask,
-    downsample_alpha,
-    downsample_region_map,
-    region_map,
-    region_one_hot,
-    transparent_mask,
-    trimap_from_mask,
-)
-from .transforms import TrainingTransform, collate_training_examples
+# Exports resolve lazily, so `python -m diffusers_matte.data.synthetic` does not import its own module twice.
+_EXPORTS = {
+    "AM2k": "am2k",
+    "CompositeAugment": "augment",
+    "DataSchedule": "schedule",
+    "DatasetLayoutError": "common",
+    "ImageAlphaFolder": "folder",
+    "MATTING_FEATURES": "common",
+    "MORPHOLOGY_KERNEL_SIZE": "targets",
+    "MultiSourceDataset": "schedule",
+    "P3M10k": "p3m",
+    "REGION_BACKGROUND": "targets",
+    "REGION_FOREGROUND": "targets",
+    "REGION_TRANSPARENT": "targets",
+    "RefCOCO": "refcoco",
+    "RefMatte": "refmatte",
+    "RefMatteRW100": "refmatte_rw100",
+    "ScheduledBatchSampler": "schedule",
+    "SyntheticMatting": "synthetic",
+    "TrainingTransform": "transforms",
+    "blur_background": "augment",
+    "certain_mask": "targets",
+    "collate_training_examples": "transforms",
+    "composite_rssn": "augment",
+    "downsample_alpha": "targets",
+    "downsample_region_map": "targets",
+    "generate_scene": "synthetic",
+    "gfm_crop": "augment",
+    "load_am2k": "am2k",
+    "load_image_alpha_folder": "folder",
+    "load_p3m10k": "p3m",
+    "load_refcoco": "refcoco",
+    "load_refmatte": "refmatte",
+    "load_refmatte_rw100": "refmatte_rw100",
+    "load_synthetic_matting": "synthetic",
+    "make_row": "common",
+    "region_map": "targets",
+    "region_one_hot": "targets",
+    "swap_left_right": "augment",
+    "transparent_mask": "targets",
+    "trimap_from_mask": "targets",
+}
 
-__all__ = [
+__all__ = [  # noqa: F822 - resolved lazily by __getattr__
     "AM2k",
     "CompositeAugment",
     "DataSchedule",
@@ -101,3 +113,17 @@ __all__ = [
     "transparent_mask",
     "trimap_from_mask",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))
