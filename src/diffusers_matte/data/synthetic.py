@@ -510,24 +510,36 @@ class Scene:
     instances: List[Instance]
 
 
-def compose(background: np.ndarray, instances: List[Instance]) -> np.ndarray:
-    """Paints instances back to front (Porter-Duff over); sets each instance's ``coverage`` and visible ``alpha``."""
-    size = background.shape[0]
-    image = background.copy()
-    full_alphas = []
-    for inst in instances:
-        (x0, y0, x1, y1), alpha, colour = render_instance(inst, size)
-        region = image[y0:y1, x0:x1]
-        region += alpha[..., None] * (colour - region)
+def render_layers(instances: List[Instance], size: int) -> List[Tuple]:
+    """Draws every instance (back to front) and sets its ``coverage`` and visible ``alpha`` (Porter-Duff over).
+
+    Returns the ``(box, alpha, colour)`` layers for :func:`paint`.
+    """
+    layers = [render_instance(inst, size) for inst in instances]
+    transmittance = np.ones((size, size), np.float32)
+    for inst, ((x0, y0, x1, y1), alpha, _) in zip(
+        instances[::-1], layers[::-1]
+    ):  # front to back
         full = np.zeros((size, size), np.float32)
         full[y0:y1, x0:x1] = alpha
-        full_alphas.append(full)
-    transmittance = np.ones((size, size), np.float32)
-    for k in range(len(instances) - 1, -1, -1):  # front to back
-        instances[k].coverage = full_alphas[k]
-        instances[k].alpha = full_alphas[k] * transmittance
-        transmittance *= 1.0 - full_alphas[k]
+        inst.coverage = full
+        inst.alpha = full * transmittance
+        transmittance *= 1.0 - full
+    return layers
+
+
+def paint(background: np.ndarray, layers: List[Tuple]) -> np.ndarray:
+    """Composites the layers of :func:`render_layers` over ``background``, back to front."""
+    image = background.copy()
+    for (x0, y0, x1, y1), alpha, colour in layers:
+        region = image[y0:y1, x0:x1]
+        region += alpha[..., None] * (colour - region)
     return image
+
+
+def compose(background: np.ndarray, instances: List[Instance]) -> np.ndarray:
+    """Renders ``instances`` over ``background``; sets each instance's ``coverage`` and visible ``alpha``."""
+    return paint(background, render_layers(instances, background.shape[0]))
 
 
 # ---------------------------------------------------------------------------- referring expressions
@@ -716,12 +728,7 @@ def generate_scene(
                 instances.append(_sample_instance(rng, size))
         order = rng.permutation(len(instances))
         instances = [instances[k] for k in order]
-        camouflage = (
-            instances[int(rng.integers(len(instances)))].color
-            if rng.random() < 0.3
-            else None
-        )
-        image = compose(make_background(rng, size, camouflage), instances)
+        layers = render_layers(instances, size)
         # every instance must stay recognisable: at least 40% of its own alpha visible, and some solid part
         if any(
             i.alpha.sum() < 0.4 * i.coverage.sum()
@@ -732,10 +739,16 @@ def generate_scene(
             continue
         if not describe(instances, size, rng):
             continue
+        # the background is drawn only for accepted scenes; sometimes it shares an instance's colour
+        camouflage = (
+            instances[int(rng.integers(len(instances)))].color
+            if rng.random() < 0.3
+            else None
+        )
+        image = paint(make_background(rng, size, camouflage), layers)
         if rng.random() < 0.5:  # sensor noise on the composite only (alphas stay exact)
-            image = image + rng.normal(0, rng.uniform(1.0, 4.0), image.shape).astype(
-                np.float32
-            )
+            sigma = rng.uniform(1.0, 4.0)
+            image += rng.standard_normal(image.shape, dtype=np.float32) * sigma
         return Scene(np.clip(image + 0.5, 0, 255).astype(np.uint8), instances)
     raise RuntimeError(
         f"could not draw an unambiguous scene from seed {list(seed)} in {max_tries} tries"
