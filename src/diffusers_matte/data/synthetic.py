@@ -92,7 +92,15 @@ class Instance:
     )
     texts: List[str] = field(default_factory=list)
 
+    cell: Optional[Tuple[int, int]] = (
+        None  # (column, row) of the centroid in a 3x3 grid of the image
+    )
+
     def attribute(self, name: str) -> Any:
+        if name == "hpos":  # positions are what tells identical twins apart
+            return H_WORDS[self.cell[0]]
+        if name == "vpos":
+            return V_WORDS[self.cell[1]]
         return getattr(self, name)
 
 
@@ -545,6 +553,9 @@ def compose(background: np.ndarray, instances: List[Instance]) -> np.ndarray:
 # ---------------------------------------------------------------------------- referring expressions
 
 H_WORDS = ("left", "center", "right")
+POSITION_WORDS = {
+    "center": "middle"
+}  # how a position reads in front of a noun: "the middle ball"
 V_WORDS = ("top", "middle", "bottom")
 
 
@@ -577,7 +588,8 @@ def _absolute_phrase(cell: Tuple[int, int]) -> str:
     return f"in the {V_WORDS[v]} {H_WORDS[h]} corner of the image"
 
 
-ATTRIBUTE_ORDER = ("color", "size", "material", "blurry")
+# tried in this order, fewest first; positions come last so they are used only for twins that look the same
+ATTRIBUTE_ORDER = ("color", "size", "material", "blurry", "hpos", "vpos")
 
 
 def _matches(inst: Instance, desc: Dict[str, Any]) -> bool:
@@ -585,7 +597,9 @@ def _matches(inst: Instance, desc: Dict[str, Any]) -> bool:
 
 
 def _noun_phrase(desc: Dict[str, Any]) -> str:
-    words = []
+    words = [
+        POSITION_WORDS.get(desc[k], desc[k]) for k in ("vpos", "hpos") if k in desc
+    ]
     if desc.get("size"):
         words.append(desc["size"])
     if desc.get("blurry"):
@@ -651,6 +665,8 @@ def _compute_relations(
 def describe(instances: List[Instance], size: int, rng: np.random.Generator) -> bool:
     """Writes four unique expressions per instance; returns False when some instance cannot be disambiguated."""
     order = {id(inst): k for k, inst in enumerate(instances)}
+    for inst in instances:
+        inst.cell = _cell(inst, size)
     for target in instances:
         others = [i for i in instances if i is not target]
         keyword = _minimal_description(target, instances)
@@ -680,7 +696,8 @@ def describe(instances: List[Instance], size: int, rng: np.random.Generator) -> 
                 test=lambda inst: inst is not ref_inst
                 and relation in _relations(inst, ref_inst, size, order),
             )
-            if desc is not None:
+            # "the center box left of the center box" is true but unreadable: try another reference
+            if desc is not None and _noun_phrase(desc) != _noun_phrase(ref_desc):
                 relative_text = (
                     f"the {_noun_phrase(desc)} {relation} the {_noun_phrase(ref_desc)}"
                 )
@@ -692,24 +709,30 @@ def describe(instances: List[Instance], size: int, rng: np.random.Generator) -> 
             or relative_text is None
         ):
             return False
-        templates = (
-            "the {np}",
-            "a {np}",
-            "the {cat} which is {attrs}",
-        )
-        basic_np = _noun_phrase(basic)
-        template = templates[int(rng.integers(len(templates)))]
-        words = basic_np.split()[:-1]
-        attrs = (
-            words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-        )
         target.texts = [
             _noun_phrase(keyword),
-            template.format(np=basic_np, cat=target.category, attrs=attrs),
+            _basic_expression(basic, rng),
             f"the {_noun_phrase(absolute)} {_absolute_phrase(cell)}",
             relative_text,
         ]
     return True
+
+
+def _basic_expression(desc: Dict[str, Any], rng: np.random.Generator) -> str:
+    """An attribute expression in one of three forms: "the red ball", "a red ball", "the ball which is red"."""
+    form = int(rng.integers(3))
+    if form < 2:
+        phrase = _noun_phrase(desc)
+        article = "the" if form == 0 else ("an" if phrase[0] in "aeiou" else "a")
+        return f"{article} {phrase}"
+    position = {k: desc[k] for k in ("vpos", "hpos") if k in desc}
+    rest = {k: v for k, v in desc.items() if k not in position}
+    words = _noun_phrase(rest).split()[:-1]
+    head = _noun_phrase({"category": desc["category"], **position})
+    if not words:
+        return f"the {head}"
+    attrs = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return f"the {head} which is {attrs}"
 
 
 def generate_scene(
