@@ -3,6 +3,7 @@
 
 import inspect
 import logging
+import sys
 
 import numpy as np
 import PIL.Image
@@ -278,7 +279,7 @@ def test_save_load_local(pipe, reference, tmp_path):
     _assert_outputs_close(loaded(**get_dummy_inputs()), reference, atol=1e-6)
 
 
-def test_save_load_with_refiner_and_refiner_hook(tmp_path):
+def test_save_load_with_refiner_and_refiner_hook(tmp_path, monkeypatch):
     pipe = _pipe(refiner=True)
     seen = []
     pipe.refiner.register_forward_pre_hook(
@@ -301,9 +302,13 @@ def test_save_load_with_refiner_and_refiner_hook(tmp_path):
         -2:
     ] == (23, 32)
     pipe.save_pretrained(tmp_path)
+    # from_pretrained imports the component modules model_index.json names (diffusers needs them imported).
+    monkeypatch.delitem(sys.modules, "diffusers_matte.models.sparse_refiner")
     loaded = SoftGroundingMattingPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
-    assert isinstance(loaded.refiner, SparseMatteRefiner)
+    assert (
+        type(loaded.refiner).__module__ == SparseMatteRefiner.__module__ in sys.modules
+    )
     _assert_outputs_close(loaded(**get_dummy_inputs()), out, atol=1e-6)
 
 

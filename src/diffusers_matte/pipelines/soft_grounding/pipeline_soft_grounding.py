@@ -12,6 +12,8 @@ This file imports only installed libraries and its sibling `image_processor.py`,
 copy both next to a checkpoint for `trust_remote_code` loading without our package.
 """
 
+import importlib
+import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -61,6 +63,20 @@ class SoftGroundingMattingOutput(BaseOutput):
     alpha: np.ndarray | torch.Tensor | list
     coarse_alpha: np.ndarray | torch.Tensor | list
     transparency: np.ndarray | torch.Tensor | list
+
+
+def _import_component_modules(path: str) -> None:
+    """Import the `diffusers_matte` modules that `model_index.json` names: diffusers loads a component class from
+    outside diffusers and transformers only if its module is already imported."""
+    index_file = os.path.join(path, "model_index.json")
+    if not os.path.isfile(index_file):
+        return
+    with open(index_file, encoding="utf-8") as f:
+        index = json.load(f)
+    for value in index.values():
+        if isinstance(value, (list, tuple)) and value and isinstance(value[0], str):
+            if value[0].startswith("diffusers_matte."):
+                importlib.import_module(value[0])
 
 
 class SoftGroundingMattingPipeline(DiffusionPipeline):
@@ -143,6 +159,7 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
                 {k: kwargs[k] for k in ("cache_dir", "token") if k in kwargs}
             )
             path = snapshot_download(path, **hub_kwargs)
+        _import_component_modules(path)
         return super().from_pretrained(path, **kwargs)
 
     def save_pretrained_with_code(
