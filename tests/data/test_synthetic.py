@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from diffusers_matte.data.common import MATTING_FEATURES
+from diffusers_matte.data.transforms import TrainingTransform
 from diffusers_matte.data.synthetic import (
     CATEGORIES,
     SOLID_SHAPES,
@@ -133,6 +134,12 @@ def test_builder_splits_features_and_cache(tmp_path):
         num_train=3, num_test=2, seed=1, image_size=96, cache_dir=str(tmp_path)
     )
     assert again["test"][0]["texts"] == row["texts"]
+    # rows feed the training transform directly
+    tensors = TrainingTransform(resolution=64, alpha_factors=(16,), seed=0)(row)
+    assert tensors["pixel_values"].shape == (3, 64, 64) and tensors[
+        "region_map"
+    ].shape == (8, 8)
+    assert tensors["text"] in row["texts"] and tensors["source"] == "synthetic"
     with pytest.raises(ValueError, match="num_train"):
         load_synthetic_matting(num_train=-1)
     with pytest.raises(ValueError, match="image_size"):
