@@ -210,14 +210,31 @@ def test_spconv_matches_torch_path():
         )
 
 
-@needs_spconv
-def test_auto_uses_spconv_for_cpu_inference_only():
+def test_auto_prefers_spconv_on_cuda_only(monkeypatch):
+    monkeypatch.setattr(
+        sr,
+        "is_spconv_available",
+        lambda device_type="cpu": device_type in ("cpu", "cuda"),
+    )
     refiner = _refiner()
-    cpu = torch.device("cpu")
-    assert refiner.resolve_backend("auto", cpu, needs_grad=False) == "spconv"
-    assert refiner.resolve_backend("auto", cpu, needs_grad=True) == "torch"
+    assert (
+        refiner.resolve_backend("auto", torch.device("cuda"), needs_grad=True)
+        == "spconv"
+    )
+    assert (
+        refiner.resolve_backend("auto", torch.device("cpu"), needs_grad=False)
+        == "torch"
+    )
+    assert (
+        refiner.resolve_backend("auto", torch.device("mps"), needs_grad=False)
+        == "torch"
+    )
+    assert (
+        refiner.resolve_backend("spconv", torch.device("cpu"), needs_grad=False)
+        == "spconv"
+    )
     with pytest.raises(RuntimeError, match="no backward"):
-        refiner.resolve_backend("spconv", cpu, needs_grad=True)
+        refiner.resolve_backend("spconv", torch.device("cpu"), needs_grad=True)
 
 
 def test_auto_falls_back_to_torch_without_spconv(monkeypatch):
@@ -286,3 +303,12 @@ def test_bad_config_raises(kwargs, match):
 def test_bad_chunk_size_raises():
     with pytest.raises(ValueError, match="chunk_size"):
         _refiner()(**_inputs(), chunk_size=0)
+
+
+def test_forward_refuses_spconv_training_on_cpu(monkeypatch):
+    monkeypatch.setattr(
+        sr, "is_spconv_available", lambda device_type="cpu": device_type == "cpu"
+    )
+    refiner = _refiner()  # parameters require gradients and grad mode is on
+    with pytest.raises(RuntimeError, match="backend='torch'"):
+        refiner(**_inputs(), backend="spconv")

@@ -160,8 +160,9 @@ class SparseConvGroup(nn.Module):
 def _single_thread_on_cpu(device: torch.device):
     """Run spconv's CPU kernels on one thread: with several, its Native gather/scatter returns wrong values.
 
-    Measured with spconv 2.3.8 (CPU build), torch 2.13: errors of order 1 from about 300 active pixels up on 2
-    threads, exact on 1; upstream report: https://github.com/traveller59/spconv/issues/679.
+    Measured with spconv 2.3.8 (CPU build), torch 2.13, 2 threads: from a few hundred active pixels up, some calls
+    return features wrong by order 1 (intermittently, as a race does); on 1 thread every call matches the dense
+    convolution. A matching upstream report: https://github.com/traveller59/spconv/issues/679.
     """
     if device.type != "cpu":
         yield
@@ -344,7 +345,13 @@ class SparseMatteRefiner(ModelMixin, ConfigMixin):
     def resolve_backend(
         self, backend: str, device: torch.device, needs_grad: bool
     ) -> str:
-        """The path `backend` means on `device`: `"auto"` takes spconv where it can run, else PyTorch."""
+        """The path `backend` means on `device`.
+
+        `"auto"` takes spconv on CUDA when a CUDA build of it is installed, and the PyTorch path everywhere else:
+        spconv's CPU build has no backward pass and must run on one thread (see `_single_thread_on_cpu`), where
+        the PyTorch path uses all of torch's threads and was as fast on 2 threads
+        (`benchmarks/results/highres_cpu.md`).
+        """
         if backend not in SPARSE_REFINER_BACKENDS:
             raise ValueError(
                 f"`backend` must be one of {SPARSE_REFINER_BACKENDS}, got {backend!r}."
@@ -353,7 +360,7 @@ class SparseMatteRefiner(ModelMixin, ConfigMixin):
             device.type == "cpu" and needs_grad
         )
         if backend == "auto":
-            return "spconv" if spconv_ok else "torch"
+            return "spconv" if spconv_ok and device.type == "cuda" else "torch"
         if backend == "spconv" and not spconv_ok:
             if not is_spconv_available(device.type):
                 raise ImportError(
@@ -404,8 +411,7 @@ class SparseMatteRefiner(ModelMixin, ConfigMixin):
             context (`torch.Tensor` of shape `(B, context_channels, h', w')`): the decoder's context feature
                 (`MattingDecoderOutput.hidden_states`), any resolution, usually `h' = h`.
             backend (`str`, defaults to `"auto"`): `"torch"`, `"spconv"`, `"dense"` (reference, cost grows with
-                the image area) or `"auto"` (spconv when installed for the device and no gradient is needed on
-                CPU, else torch).
+                the image area) or `"auto"` (spconv on CUDA when its CUDA build is installed, else torch).
             chunk_size (`int`, defaults to 32768): active pixels gathered at once by the torch path; bounds its
                 temporary memory to about `chunk_size * 9 * in_channels` values.
             return_dict (`bool`): return a [`SparseMatteRefinerOutput`] instead of a tuple.
