@@ -168,15 +168,16 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
         """`save_pretrained`, plus the code of the pipeline and of its custom components, so that
         `DiffusionPipeline.from_pretrained(save_directory, trust_remote_code=True)` works without `diffusers_matte`.
         See `diffusers_matte.hub.save_pretrained_with_code`."""
-        from diffusers_matte.hub import save_pretrained_with_code
-
-        save_pretrained_with_code(self, save_directory, **kwargs)
+        # Imported by name at call time: the exported copy of this file must not depend on diffusers_matte.
+        importlib.import_module("diffusers_matte.hub").save_pretrained_with_code(
+            self, save_directory, **kwargs
+        )
 
     def push_to_hub(self, repo_id: str, **kwargs) -> str:
         """Upload the pipeline with its code and a model card; see `diffusers_matte.hub.push_to_hub`."""
-        from diffusers_matte.hub import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
+        return importlib.import_module("diffusers_matte.hub").push_to_hub(
+            self, repo_id, **kwargs
+        )
 
     # Inputs ------------------------------------------------------------------------------------------------------
 
