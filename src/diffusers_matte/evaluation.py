@@ -437,7 +437,8 @@ def read_samples_csv(path: Path) -> List[Dict[str, Any]]:
     rows = []
     with open(path, newline="", encoding="utf-8") as handle:
         for raw in csv.DictReader(handle):
-            if any(raw.get(name) in (None, "") for name in CSV_COLUMNS[:-1]):
+            # device may be empty; a cut-off row lacks its numbers
+            if any(raw.get(n) in (None, "") for n in CSV_COLUMNS if n != "device"):
                 continue
             rows.append(_typed(raw))
     return rows
