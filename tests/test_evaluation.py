@@ -392,3 +392,54 @@ def test_script_baseline_and_checkpoint(synthetic, pipe, tmp_path, capsys):
     ).alpha
     want = [all_metrics(np.clip(a[..., 0], 0, 1), gt_of(row))["sad"] for a in alphas]
     assert summary["mean"]["sad"] == pytest.approx(np.mean(want), rel=1e-6)
+
+
+def test_cli_registration_resolution_override_and_usage_errors(
+    synthetic, tmp_path, capsys
+):
+    """How `diffusers-matte evaluate` registers: a subparser filled by add_evaluate_arguments, run_evaluate."""
+    import argparse
+
+    import datasets
+
+    from diffusers_matte.cli import UsageError
+    from diffusers_matte.evaluation import add_evaluate_arguments, run_evaluate
+
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers(dest="command")
+    add_evaluate_arguments(subparsers.add_parser("evaluate")).set_defaults(
+        run=run_evaluate
+    )
+    data = tmp_path / "data"
+    datasets.DatasetDict({"test": synthetic}).save_to_disk(str(data))
+    argv = [
+        "evaluate",
+        "--baseline",
+        "ones",
+        "--protocol",
+        "synthetic",
+        "--data-dir",
+        str(data),
+        "--no-progress",
+    ]
+    args = parser.parse_args(
+        [*argv, "--output-dir", str(tmp_path / "out"), "--resolution", "32"]
+    )
+    assert args.run(args) == 0
+    rows = (tmp_path / "out" / "samples.csv").read_text().splitlines()[1:]
+    assert len(rows) == 12 and {tuple(r.split(",")[4:6]) for r in rows} == {
+        ("32", "32")
+    }
+    assert "| all | 12 |" in capsys.readouterr().out
+    for bad, message in (
+        (["--batch-size", "0"], "positive"),
+        (["--resolution", "-1"], "--resolution"),
+        (["--captions-file", str(data)], "captions_file"),
+    ):
+        args = parser.parse_args([*argv, "--output-dir", str(tmp_path / "bad"), *bad])
+        with pytest.raises(UsageError, match=message):
+            args.run(args)
+    args = parser.parse_args(["evaluate", "--baseline", "ones", "--protocol", "refmatte_test", "--output-dir",
+                              str(tmp_path / "bad")])  # fmt: skip
+    with pytest.raises(UsageError, match="needs `data_dir`"):
+        args.run(args)

@@ -546,6 +546,70 @@ def evaluate(
     """
     protocol = get_protocol(protocol)
     resolution = protocol.resolution if resolution == "protocol" else resolution
+    _check_evaluate_args(
+        resolution, batch_size, max_samples, grad_variant, conn_variant
+    )
+    header = {
+        "format": HEADER_FORMAT,
+        "protocol": protocol.name,
+        "resolution": resolution,
+        "text_type_names": None if text_type_names is None else list(text_type_names),
+        "grad_variant": grad_variant,
+        "conn_variant": conn_variant,
+        "dtype": dtype,
+        **(run_info or {}),
+    }
+    samples = list_samples(dataset, text_type_names)[:max_samples]
+    out = None if output_dir is None else Path(output_dir)
+    done: Dict[Tuple[str, int], Dict[str, Any]] = {}
+    if out is not None:
+        _check_header(out, header, overwrite)
+        done = _read_done(out)
+    pending = [s for s in samples if s.key not in done]
+
+    appender = _CsvAppender(None if out is None else out / SAMPLES_FILE)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=len(samples), initial=len(samples) - len(pending), desc=f"evaluate {protocol.name}",
+        unit="sample", disable=not progress,
+    )  # fmt: skip
+    new_rows: Dict[Tuple[str, int], Dict[str, Any]] = {}
+    cache: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+    try:
+        for start in range(0, len(pending), batch_size):
+            batch = pending[start : start + batch_size]
+            pairs = _load_batch(dataset, batch, resolution, cache)
+            predictions, seconds = _timed_predict(
+                predict, batch, pairs, warmup if start == 0 else 0
+            )
+            rows = [
+                _score(
+                    sample, gt, prediction, seconds, device, grad_variant, conn_variant
+                )
+                for sample, (_, gt), prediction in zip(batch, pairs, predictions)
+            ]
+            appender.write(rows)
+            new_rows.update(((r["instance_id"], r["text_index"]), r) for r in rows)
+            bar.update(len(batch))
+    finally:
+        appender.close()
+        bar.close()
+
+    # With an output folder, the CSV is the record (its rows read back exactly).
+    done = _read_done(out) if out is not None else {**done, **new_rows}
+    rows = [done[s.key] for s in samples if s.key in done]
+    summary = summarize(rows, header, total=len(samples), device=device)
+    result = EvaluationResult(summary, rows, out)
+    if out is not None:
+        (out / METRICS_FILE).write_text(json.dumps(summary, indent=1) + "\n")
+        (out / TABLE_FILE).write_text(result.to_markdown())
+    return result
+
+
+def _check_evaluate_args(
+    resolution, batch_size, max_samples, grad_variant, conn_variant
+) -> None:
     if resolution is not None and (not isinstance(resolution, int) or resolution < 1):
         raise ValueError(
             f"`resolution` must be a positive int or None, got {resolution!r}."
@@ -565,87 +629,50 @@ def evaluate(
         if variant not in VARIANTS:
             raise ValueError(f"`{name}` must be one of {VARIANTS}, got {variant!r}.")
 
-    header = {
-        "format": HEADER_FORMAT,
-        "protocol": protocol.name,
-        "resolution": resolution,
-        "text_type_names": None if text_type_names is None else list(text_type_names),
-        "grad_variant": grad_variant,
-        "conn_variant": conn_variant,
-        "dtype": dtype,
-        **(run_info or {}),
-    }
-    samples = list_samples(dataset, text_type_names)[:max_samples]
-    out = None if output_dir is None else Path(output_dir)
-    done: Dict[Tuple[str, int], Dict[str, Any]] = {}
-    if out is not None:
-        _check_header(out, header, overwrite)
-        done = {
-            (r["instance_id"], r["text_index"]): r
-            for r in read_samples_csv(out / SAMPLES_FILE)
-        }
-    pending = [s for s in samples if s.key not in done]
 
-    appender = _CsvAppender(None if out is None else out / SAMPLES_FILE)
-    from tqdm.auto import tqdm
+def _read_done(out: Path) -> Dict[Tuple[str, int], Dict[str, Any]]:
+    rows = read_samples_csv(out / SAMPLES_FILE)
+    return {(r["instance_id"], r["text_index"]): r for r in rows}
 
-    bar = tqdm(
-        total=len(samples), initial=len(samples) - len(pending), desc=f"evaluate {protocol.name}",
-        unit="sample", disable=not progress,
-    )  # fmt: skip
-    new_rows: Dict[Tuple[str, int], Dict[str, Any]] = {}
-    cache: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
-    try:
-        for start in range(0, len(pending), batch_size):
-            batch = pending[start : start + batch_size]
-            pairs = _load_batch(dataset, batch, resolution, cache)
-            images = [image for image, _ in pairs]
-            prompts = [s.text for s in batch]
-            if start == 0:
-                for _ in range(warmup):
-                    predict(images, prompts)
-            _synchronize()
-            tic = time.perf_counter()
-            predictions = predict(images, prompts)
-            _synchronize()
-            seconds = (time.perf_counter() - tic) / len(batch)
-            if len(predictions) != len(batch):
-                raise ValueError(
-                    f"the predictor returned {len(predictions)} alphas for {len(batch)} (image, prompt) pairs."
-                )
-            rows = []
-            for sample, (image, gt), prediction in zip(batch, pairs, predictions):
-                pred = _as_alpha(prediction, gt.shape, sample)
-                scores = all_metrics(
-                    pred, gt, grad_variant=grad_variant, conn_variant=conn_variant
-                )
-                rows.append({
-                    "instance_id": sample.instance_id, "text_index": sample.text_index,
-                    "text_type": sample.text_type, "image_id": sample.image_id,
-                    "height": gt.shape[0], "width": gt.shape[1], **scores,
-                    "seconds": seconds, "device": str(device or ""), "text": sample.text,
-                })  # fmt: skip
-            appender.write(rows)
-            new_rows.update(((r["instance_id"], r["text_index"]), r) for r in rows)
-            bar.update(len(batch))
-    finally:
-        appender.close()
-        bar.close()
 
-    if out is not None:  # the CSV is the record; its rows read back exactly
-        done = {
-            (r["instance_id"], r["text_index"]): r
-            for r in read_samples_csv(out / SAMPLES_FILE)
-        }
-    else:
-        done.update(new_rows)
-    rows = [done[s.key] for s in samples if s.key in done]
-    summary = summarize(rows, header, total=len(samples), device=device)
-    result = EvaluationResult(summary, rows, out)
-    if out is not None:
-        (out / METRICS_FILE).write_text(json.dumps(summary, indent=1) + "\n")
-        (out / TABLE_FILE).write_text(result.to_markdown())
-    return result
+def _timed_predict(
+    predict: Predictor, batch: List[_Sample], pairs, warmup: int
+) -> Tuple[Sequence[Any], float]:
+    """The predictions of one batch and the wall time of the call per pair (after ``warmup`` untimed calls)."""
+    images = [image for image, _ in pairs]
+    prompts = [sample.text for sample in batch]
+    for _ in range(warmup):
+        predict(images, prompts)
+    _synchronize()
+    tic = time.perf_counter()
+    predictions = predict(images, prompts)
+    _synchronize()
+    seconds = (time.perf_counter() - tic) / len(batch)
+    if len(predictions) != len(batch):
+        raise ValueError(
+            f"the predictor returned {len(predictions)} alphas for {len(batch)} (image, prompt) pairs."
+        )
+    return predictions, seconds
+
+
+def _score(
+    sample: _Sample,
+    gt: np.ndarray,
+    prediction: Any,
+    seconds: float,
+    device,
+    grad_variant,
+    conn_variant,
+) -> Dict[str, Any]:
+    """One CSV row: the sample's keys and text, the four metrics (whole image) and the time."""
+    pred = _as_alpha(prediction, gt.shape, sample)
+    scores = all_metrics(pred, gt, grad_variant=grad_variant, conn_variant=conn_variant)
+    return {
+        "instance_id": sample.instance_id, "text_index": sample.text_index,
+        "text_type": sample.text_type, "image_id": sample.image_id,
+        "height": gt.shape[0], "width": gt.shape[1], **scores,
+        "seconds": seconds, "device": str(device or ""), "text": sample.text,
+    }  # fmt: skip
 
 
 def _load_batch(
