@@ -227,7 +227,7 @@ def get_dummy_components(seed: int = 0, refiner: bool = False) -> dict:
 
 def get_dummy_inputs(device: str = "cpu", seed: int = 0) -> dict:
     """Seeded call arguments for the tiny pipeline: one 40x56 RGB image in [0, 1] (NCHW), one prompt, processed
-    at 32 px (so the UNet sees a 16x16 latent after padding), numpy output."""
+    at 32 px (so the UNet sees a 16x16 latent after padding), one step, numpy output."""
     import torch
 
     generator = torch.Generator("cpu").manual_seed(seed)
@@ -236,5 +236,6 @@ def get_dummy_inputs(device: str = "cpu", seed: int = 0) -> dict:
         "image": image,
         "prompt": "the cat on the left",
         "processing_resolution": 32,
+        "num_inference_steps": 1,
         "output_type": "np",
     }

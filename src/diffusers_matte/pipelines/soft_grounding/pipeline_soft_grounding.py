@@ -228,6 +228,7 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
         resample_method_output: str,
         batch_size: int,
         output_type: str,
+        num_inference_steps: int | None = None,
     ) -> None:
         if not isinstance(processing_resolution, int) or processing_resolution < 0:
             raise ValueError(
@@ -248,6 +249,11 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
         if output_type not in OUTPUT_TYPES:
             raise ValueError(
                 f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}."
+            )
+        if num_inference_steps not in (None, 1):
+            raise ValueError(
+                f"`num_inference_steps` must be 1 or None (the prediction is a single UNet step), got "
+                f"{num_inference_steps!r}."
             )
 
     # Stages ------------------------------------------------------------------------------------------------------
@@ -347,6 +353,8 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
         batch_size: int = 1,
         output_type: str = "np",
         return_dict: bool = True,
+        num_inference_steps: int | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
     ) -> SoftGroundingMattingOutput | tuple:
         r"""Predict the alpha matte of the object each prompt describes.
 
@@ -364,6 +372,9 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
             output_type: "np", "pt" or "pil".
             return_dict: return a [`SoftGroundingMattingOutput`] rather than the tuple
                 `(alpha, coarse_alpha, transparency)`.
+            num_inference_steps: `None` or 1: the model predicts in a single UNet step (any other value is an error).
+            generator: accepted so that code written for other diffusers pipelines runs unchanged, and ignored:
+                nothing in the prediction is random.
 
         The result does not depend on `batch_size` nor on the other items of a call (no randomness is involved).
         """
@@ -375,6 +386,7 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
             resample_method_output,
             batch_size,
             output_type,
+            num_inference_steps,
         )
         images = load_images(image)
         prompts = self.prompts_per_image(prompt, len(images))
