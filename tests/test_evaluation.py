@@ -381,6 +381,7 @@ def test_script_baseline_and_checkpoint(synthetic, pipe, tmp_path, capsys):
         summary["run"]["model"] == str((tmp_path / "ckpt").resolve())
         and summary["num_samples"] == 2
     )
+    assert len(summary["run"]["model_fingerprint"]) == 16
     row = synthetic[0]
     image = np.asarray(row["image"].convert("RGB"))
     alphas = pipe(
@@ -443,3 +444,22 @@ def test_cli_registration_resolution_override_and_usage_errors(
                               str(tmp_path / "bad")])  # fmt: skip
     with pytest.raises(UsageError, match="needs `data_dir`"):
         args.run(args)
+
+
+def test_checkpoint_fingerprint_tells_retrained_weights_apart(tmp_path):
+    import os
+
+    from diffusers_matte.evaluation import checkpoint_fingerprint
+
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "model_index.json").write_text('{"unet": ["diffusers_matte", "X"]}')
+    weights = tmp_path / "unet" / "model.safetensors"
+    weights.write_bytes(b"0" * 10)
+    os.utime(weights, ns=(1, 1))
+    first = checkpoint_fingerprint(tmp_path)
+    assert checkpoint_fingerprint(tmp_path) == first
+    weights.write_bytes(b"1" * 10)  # re-trained: same size, new time
+    os.utime(weights, ns=(2, 2))
+    second = checkpoint_fingerprint(tmp_path)
+    (tmp_path / "model_index.json").write_text('{"unet": ["diffusers_matte", "Y"]}')
+    assert len({first, second, checkpoint_fingerprint(tmp_path)}) == 3

@@ -884,12 +884,55 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     return parser
 
 
+def checkpoint_fingerprint(path: PathLike) -> str:
+    """A short hash identifying a local checkpoint folder's contents, cheaply: the text of its JSON/text files and
+    the size and modification time of the others (weights), so a checkpoint re-trained into the same folder is
+    told apart without hashing gigabytes."""
+    import hashlib
+
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(root)).encode())
+        if file.suffix in (".json", ".txt"):
+            digest.update(file.read_bytes())
+        else:
+            stat = file.stat()
+            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _predictor_from_args(
+    args: argparse.Namespace,
+) -> Tuple[Predictor, str, Optional[str], Dict[str, Any]]:
+    """The predictor, its device and dtype, and what identifies the model in ``run.json``."""
+    from .cli import load_pipeline, resolve_device_and_dtype
+
+    if args.baseline is not None:
+        return (
+            constant_predictor(BASELINES[args.baseline]),
+            "cpu",
+            None,
+            {"model": f"baseline:{args.baseline}"},
+        )
+    device, torch_dtype = resolve_device_and_dtype(args.device, args.dtype)
+    pipeline = load_pipeline(args.model, device, torch_dtype)
+    predict = pipeline_predictor(pipeline, args.processing_resolution)
+    info: Dict[str, Any] = {"model": args.model}
+    if os.path.isdir(args.model):
+        info = {
+            "model": str(Path(args.model).resolve()),
+            "model_fingerprint": checkpoint_fingerprint(args.model),
+        }
+    return predict, str(device), str(torch_dtype).replace("torch.", ""), info
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """Runs the evaluation the parsed ``args`` describe (see :func:`add_evaluate_arguments`), prints the table.
 
     Bad input raises ``diffusers_matte.cli.UsageError`` (a one-line message, exit code 2 in the CLI).
     """
-    from .cli import UsageError, load_pipeline, resolve_device_and_dtype
+    from .cli import UsageError
 
     if args.batch_size < 1 or (args.max_samples is not None and args.max_samples < 1):
         raise UsageError("--batch-size and --max-samples must be positive integers")
@@ -912,27 +955,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
-    if args.baseline is not None:
-        predict, device, dtype = (
-            constant_predictor(BASELINES[args.baseline]),
-            "cpu",
-            None,
-        )
-        model = f"baseline:{args.baseline}"
-    else:
-        device, torch_dtype = resolve_device_and_dtype(args.device, args.dtype)
-        predict = pipeline_predictor(
-            load_pipeline(args.model, device, torch_dtype), args.processing_resolution
-        )
-        dtype = str(torch_dtype).replace("torch.", "")
-        model = (
-            str(Path(args.model).resolve()) if os.path.isdir(args.model) else args.model
-        )
+    predict, device, dtype, model_info = _predictor_from_args(args)
     data = args.data_dir and str(Path(args.data_dir).resolve())
     if args.protocol == "synthetic" and args.data_dir is None:
         data = f"generated: num_test={args.synthetic_num_test}, seed={args.synthetic_seed}, size={args.synthetic_image_size}"
     run_info = {
-        "model": model, "data": data, "processing_resolution": args.processing_resolution,
+        **model_info, "data": data, "processing_resolution": args.processing_resolution,
         "captions_file": args.captions_file and str(Path(args.captions_file).resolve()),
     }  # fmt: skip
     try:
