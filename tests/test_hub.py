@@ -61,6 +61,15 @@ def _alpha(pipe):
     return pipe(image, "the cat on the left", processing_resolution=32).alpha
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models: one thread is fastest, above all on a shared, busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     pipe = _pipe(refiner=True)
@@ -102,6 +111,7 @@ def test_remote_code_loads_without_the_package(exported, tmp_path):
         "HF_HOME": str(tmp_path / "hf_home"),
         "HF_HUB_OFFLINE": "1",
         "PYTHONWARNINGS": "ignore",
+        "OMP_NUM_THREADS": "1",
     }
     script = tmp_path / "remote_load.py"
     script.write_text(REMOTE_LOAD_SCRIPT)

@@ -301,7 +301,7 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """`z_I`: the VAE posterior mode, scaled (no sampling: the prediction is deterministic)."""
         latents = self.vae.encode(
-            pixels.to(self.vae.device, self.vae.dtype)
+            pixels.to(self._execution_device, self.vae.dtype)
         ).latent_dist.mode()
         return latents * self.vae.config.scaling_factor
 
@@ -317,7 +317,7 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
             output_features=True,
         )
         decoded = self.matting_decoder(
-            pixels.to(self.matting_decoder.device, self.matting_decoder.dtype),
+            pixels.to(self._execution_device, self.matting_decoder.dtype),
             prediction.coarse_alpha,
             prediction.transparency_logits,
             prediction.features,
@@ -334,7 +334,9 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
     ) -> torch.Tensor:
         """Hook for the optional refiner: `image` `(1, 3, H, W)` in [0, 1] at the output size, `alpha` and `context`
         at the (unpadded) processing resolution. Returns the alpha `(1, 1, H, W)`."""
-        pixel_values = (image * 2.0 - 1.0).to(self.refiner.device, self.refiner.dtype)
+        pixel_values = (image * 2.0 - 1.0).to(
+            self._execution_device, self.refiner.dtype
+        )
         return self.refiner(
             pixel_values=pixel_values, alpha=alpha, context=context
         ).alpha
