@@ -242,6 +242,12 @@ def test_any_size_aspect_and_input_kind(pipe):
     rgba = PIL.Image.fromarray(rng.integers(0, 256, (33, 33, 4), dtype=np.uint8))
     out = pipe([wide, tall, rgba], "a dog", processing_resolution=32)
     assert [a.shape for a in out.alpha] == [(18, 50, 1), (45, 21, 1), (33, 33, 1)]
+    # Batches join only images whose padded grids agree; the result does not depend on the grouping.
+    mixed = pipe(
+        [wide, tall, rgba, wide], "a dog", processing_resolution=32, batch_size=2
+    )
+    for i, j in ((0, 0), (1, 1), (2, 2), (3, 0)):
+        np.testing.assert_allclose(mixed.alpha[i], out.alpha[j], atol=1e-5)
     single = pipe(wide, "a dog", processing_resolution=32)
     np.testing.assert_allclose(out.alpha[0], single.alpha[0], atol=1e-5)
     sixteen = pipe(wide.astype(np.uint16) * 257, "a dog", processing_resolution=32)

@@ -79,6 +79,18 @@ def _import_component_modules(path: str) -> None:
                 importlib.import_module(value[0])
 
 
+def _batches(indices, keys, batch_size: int) -> list[list[int]]:
+    """Split `indices` into batches of at most `batch_size` whose items share the same `keys[i]`."""
+    groups = defaultdict(list)
+    for i in indices:
+        groups[keys[i]].append(i)
+    return [
+        g[s : s + batch_size]
+        for g in groups.values()
+        for s in range(0, len(g), batch_size)
+    ]
+
+
 class SoftGroundingMattingPipeline(DiffusionPipeline):
     r"""Text-grounded alpha matting in one UNet step (Xiang et al., "Teaching Diffusion Models to Ground Alpha
     Matte", TMLR 2025).
@@ -400,35 +412,21 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
             zip(distinct, self.encode_prompt(distinct, device, batch_size).split(1))
         )
 
-        # Images: each once; images whose padded grids agree are encoded together.
+        # Images: each encoded once; then (image, prompt) pairs. Batches only join items of equal padded grids.
         processed = [
             self.image_processor.preprocess(
                 im, processing_resolution, resample_method_input
             )
             for im in images
         ]
-        groups = defaultdict(list)
-        for i, (pixels, _, _) in enumerate(processed):
-            groups[tuple(pixels.shape[-2:])].append(i)
+        grid = [tuple(pixels.shape[-2:]) for pixels, _, _ in processed]
         latents = {}
-        for indices in groups.values():
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start : start + batch_size]
-                encoded = self.encode_image(
-                    torch.cat([processed[i][0] for i in chunk]).to(device)
-                )
-                latents.update(zip(chunk, encoded.split(1)))
+        for chunk in _batches(range(len(images)), grid, batch_size):
+            pixels = torch.cat([processed[i][0] for i in chunk]).to(device)
+            latents.update(zip(chunk, self.encode_image(pixels).split(1)))
 
-        # (image, prompt) pairs, batched within groups of equal grids.
         pairs = [(i, p) for i, per_image in enumerate(prompts) for p in per_image]
-        pair_groups = defaultdict(list)
-        for k, (i, _) in enumerate(pairs):
-            pair_groups[tuple(processed[i][0].shape[-2:])].append(k)
-        chunks = [
-            ks[s : s + batch_size]
-            for ks in pair_groups.values()
-            for s in range(0, len(ks), batch_size)
-        ]
+        chunks = _batches(range(len(pairs)), [grid[i] for i, _ in pairs], batch_size)
         results = [None] * len(pairs)
         for chunk in self.progress_bar(chunks):
             pixels = torch.cat([processed[pairs[k][0]][0] for k in chunk]).to(device)
