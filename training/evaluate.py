@@ -15,6 +15,10 @@ Examples::
     python training/evaluate.py --model outputs/pipeline --protocol am2k --data_dir /data/AM-2k \
         --captions_file /data/AM-2k/captions_validation.json --output_dir eval/am2k
 
+    # RefMatte-Test at full resolution (the paper's Tab. 7 setting), metrics in 8 worker processes
+    python training/evaluate.py --model outputs/pipeline --protocol refmatte_test --data_dir /data/RefMatte \
+        --resolution 0 --metric_workers 8 --output_dir eval/refmatte_full
+
     # the all-zero baseline on the synthetic test split
     python training/evaluate.py --baseline zeros --protocol synthetic --data_dir data/synthetic --output_dir eval/zeros
 """
