@@ -5,9 +5,9 @@ Target (issue 7): at 4096x4096 with about 5% uncertain pixels, the sparse refine
 memory and is faster than dense convolution.
 
     python benchmarks/benchmark_highres.py [--sizes 1024 2048 4096] [--backends dense torch spconv]
-        [--uncertain 0.05] [--repeats 3] [--device cpu] [--output benchmarks/results/highres_cpu.md]
+        [--uncertain 0.05] [--repeats 3] [--threads 1 2] [--device cpu] [--output benchmarks/results/highres_cpu.md]
 
-Every (size, backend) runs in a fresh subprocess, so that one run's allocations cannot hide another's peak.
+Every (threads, size, backend) runs in a fresh subprocess, so that one run's allocations cannot hide another's peak.
 Peak memory on CPU is the process's resident-set high-water mark, `VmHWM` in `/proc/self/status`, reset with
 `echo 5 > /proc/self/clear_refs` after the model and inputs are built: the table gives that peak (whole process:
 Python, torch, model, inputs, outputs) and its rise over the resident set just before the first call. On CUDA it
@@ -78,6 +78,7 @@ def make_refiner(device: torch.device) -> SparseMatteRefiner:
 def worker(args) -> dict:
     """One configuration, in its own process; returns what the table needs."""
     device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
     refiner = make_refiner(device)
     image, alpha, context = make_inputs(args.size, args.uncertain, device)
     cuda = device.type == "cuda"
@@ -126,22 +127,29 @@ def worker(args) -> dict:
     }
 
 
-def run_one(size: int, backend: str, args) -> dict:
+def run_one(size: int, backend: str, threads: int, args) -> dict:
     cmd = [
         sys.executable,
         __file__,
         "--worker",
         f"--size={size}",
         f"--backend={backend}",
+        f"--threads={threads}",
         f"--uncertain={args.uncertain}",
         f"--repeats={args.repeats}",
         f"--device={args.device}",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    # Idle OpenMP threads sleep instead of spinning: on a shared, oversubscribed machine spinning threads made
+    # runs of many small operators up to 20x slower, at random (measured: 0.26 s or 5.2 s for the same call).
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=args.timeout, env=env
+    )
     if proc.returncode != 0:
         return {
             "size": size,
             "backend": backend,
+            "threads": threads,
             "error": proc.stderr.strip().splitlines()[-1],
         }
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -150,19 +158,19 @@ def run_one(size: int, backend: str, args) -> dict:
 def format_table(rows: list[dict]) -> str:
     gib = 1024**3
     lines = [
-        "| long edge | backend | time s, median (min) | CPU time s | runs | peak memory GiB | rise GiB "
+        "| long edge | backend | threads | time s, median (min) | CPU time s | runs | peak memory GiB | rise GiB "
         "| uncertain % (groups) | load avg before/after |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if "error" in row:
             lines.append(
-                f"| {row['size']} | {row['backend']} | failed: {row['error']} | | | | | | |"
+                f"| {row['size']} | {row['backend']} | {row['threads']} | failed: {row['error']} | | | | | | |"
             )
             continue
         uncertain = " / ".join(f"{100 * f:.1f}" for f in row["uncertain"])
         lines.append(
-            f"| {row['size']} | {row['backend']} | {row['median_s']:.3f} ({row['min_s']:.3f}) | {row['cpu_s']:.2f} "
+            f"| {row['size']} | {row['backend']} | {row['threads']} | {row['median_s']:.3f} ({row['min_s']:.3f}) | {row['cpu_s']:.2f} "
             f"| {row['runs']} "
             f"| {row['peak_bytes'] / gib:.2f} | {(row['peak_bytes'] - row['base_bytes']) / gib:.2f} | {uncertain} "
             f"| {row['load'][0]:.1f} / {row['load'][1]:.1f} |"
@@ -171,21 +179,25 @@ def format_table(rows: list[dict]) -> str:
 
 
 def verdict(rows: list[dict]) -> list[str]:
-    """The issue's two checks at the largest size, for each sparse backend that ran."""
+    """The issue's two checks at the largest size, for each sparse backend and thread count that ran."""
     size = max(r["size"] for r in rows)
-    at = {r["backend"]: r for r in rows if r["size"] == size and "error" not in r}
+    at = {
+        (r["backend"], r["threads"]): r
+        for r in rows
+        if r["size"] == size and "error" not in r
+    }
     notes = []
-    for backend in ("torch", "spconv"):
-        if backend not in at:
+    for (backend, threads), row in at.items():
+        if backend == "dense":
             continue
-        row = at[backend]
         peak = row["peak_bytes"] / 1024**3
         notes.append(
-            f"- {size}x{size}, {backend}: peak {peak:.2f} GiB, "
+            f"- {size}x{size}, {backend}, {threads} thread(s): peak {peak:.2f} GiB, "
             f"{'under' if peak < MEMORY_TARGET_GIB else 'NOT under'} {MEMORY_TARGET_GIB:g} GiB"
         )
-        if "dense" in at:
-            speedup = at["dense"]["median_s"] / row["median_s"]
+        dense = at.get(("dense", threads))
+        if dense is not None:
+            speedup = dense["median_s"] / row["median_s"]
             notes[
                 -1
             ] += f"; {speedup:.1f}x {'faster' if speedup > 1 else 'SLOWER'} than dense"
@@ -200,6 +212,13 @@ def main():
         "--uncertain", type=float, default=0.05, help="target share of uncertain pixels"
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="torch/OpenMP thread counts to compare",
+    )
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu"
     )
@@ -221,6 +240,7 @@ def main():
     args = parser.parse_args()
 
     if args.worker:
+        args.threads = args.threads[0]
         print(json.dumps(worker(args)))
         return
 
@@ -237,10 +257,11 @@ def main():
     skipped = sorted(set(args.backends) - set(backends))
 
     rows = []
-    for size, backend in tqdm(
-        [(s, b) for s in args.sizes for b in backends], desc="configurations"
-    ):
-        rows.append(run_one(size, backend, args))
+    configurations = [
+        (s, b, t) for t in args.threads for s in args.sizes for b in backends
+    ]
+    for size, backend, threads in tqdm(configurations, desc="configurations"):
+        rows.append(run_one(size, backend, threads, args))
         tqdm.write(format_table(rows[-1:]).splitlines()[-1])
 
     table = format_table(rows)
@@ -255,10 +276,12 @@ def main():
             f"# High-resolution refiner: dense up-sampling vs sparse refiner ({args.device})",
             f"Command: `{command}`",
             f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-            f"({rows[0].get('threads', '?')} threads), spconv {spconv_version}"
+            f"({os.cpu_count()} cores), spconv {spconv_version}"
             + (f" (skipped: {', '.join(skipped)} unavailable)" if skipped else "")
             + ". Shared with other jobs: the load average (1 min) before and after each configuration is in the "
-            "table.",
+            "table. Workers run with `OMP_NUM_THREADS` = threads and `OMP_WAIT_POLICY=PASSIVE`: with spinning "
+            "OpenMP threads the same call took 0.26 s or 5.2 s at random on this oversubscribed machine. spconv's "
+            "convolutions run on one thread whatever the setting (its CPU kernels race on more; see the module).",
             "Each configuration runs in a fresh process. Peak memory: `VmHWM` of `/proc/self/status` after resetting "
             "it (`echo 5 > /proc/self/clear_refs`) once the model and inputs are built; whole process. Rise: peak "
             "minus the resident set just before the first call. Time: wall-clock median (min) over the runs after one warm-up "

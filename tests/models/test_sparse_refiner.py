@@ -210,7 +210,7 @@ def test_spconv_matches_torch_path():
         )
 
 
-def test_auto_prefers_spconv_on_cuda_only(monkeypatch):
+def test_auto_prefers_spconv_where_it_can_run(monkeypatch):
     monkeypatch.setattr(
         sr,
         "is_spconv_available",
@@ -223,15 +223,14 @@ def test_auto_prefers_spconv_on_cuda_only(monkeypatch):
     )
     assert (
         refiner.resolve_backend("auto", torch.device("cpu"), needs_grad=False)
-        == "torch"
+        == "spconv"
+    )
+    assert (
+        refiner.resolve_backend("auto", torch.device("cpu"), needs_grad=True) == "torch"
     )
     assert (
         refiner.resolve_backend("auto", torch.device("mps"), needs_grad=False)
         == "torch"
-    )
-    assert (
-        refiner.resolve_backend("spconv", torch.device("cpu"), needs_grad=False)
-        == "spconv"
     )
     with pytest.raises(RuntimeError, match="no backward"):
         refiner.resolve_backend("spconv", torch.device("cpu"), needs_grad=True)

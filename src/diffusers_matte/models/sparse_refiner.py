@@ -347,10 +347,9 @@ class SparseMatteRefiner(ModelMixin, ConfigMixin):
     ) -> str:
         """The path `backend` means on `device`.
 
-        `"auto"` takes spconv on CUDA when a CUDA build of it is installed, and the PyTorch path everywhere else:
-        spconv's CPU build has no backward pass and must run on one thread (see `_single_thread_on_cpu`), where
-        the PyTorch path uses all of torch's threads and was as fast on 2 threads
-        (`benchmarks/results/highres_cpu.md`).
+        `"auto"` takes spconv where it can run (CUDA with a CUDA build of spconv; CPU without gradients, as its
+        CPU build has no backward pass) and the PyTorch path everywhere else (MPS, CPU training, no spconv). On
+        CPU spconv needed about half the CPU time of the PyTorch path (`benchmarks/results/highres_cpu.md`).
         """
         if backend not in SPARSE_REFINER_BACKENDS:
             raise ValueError(
@@ -360,7 +359,7 @@ class SparseMatteRefiner(ModelMixin, ConfigMixin):
             device.type == "cpu" and needs_grad
         )
         if backend == "auto":
-            return "spconv" if spconv_ok and device.type == "cuda" else "torch"
+            return "spconv" if spconv_ok else "torch"
         if backend == "spconv" and not spconv_ok:
             if not is_spconv_available(device.type):
                 raise ImportError(
@@ -411,7 +410,8 @@ class SparseMatteRefiner(ModelMixin, ConfigMixin):
             context (`torch.Tensor` of shape `(B, context_channels, h', w')`): the decoder's context feature
                 (`MattingDecoderOutput.hidden_states`), any resolution, usually `h' = h`.
             backend (`str`, defaults to `"auto"`): `"torch"`, `"spconv"`, `"dense"` (reference, cost grows with
-                the image area) or `"auto"` (spconv on CUDA when its CUDA build is installed, else torch).
+                the image area) or `"auto"` (spconv where it can run: CUDA, or CPU without gradients; else
+                torch).
             chunk_size (`int`, defaults to 32768): active pixels gathered at once by the torch path; bounds its
                 temporary memory to about `chunk_size * 9 * in_channels` values.
             return_dict (`bool`): return a [`SparseMatteRefinerOutput`] instead of a tuple.
