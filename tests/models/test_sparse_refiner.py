@@ -311,3 +311,32 @@ def test_forward_refuses_spconv_training_on_cpu(monkeypatch):
     refiner = _refiner()  # parameters require gradients and grad mode is on
     with pytest.raises(RuntimeError, match="backend='torch'"):
         refiner(**_inputs(), backend="spconv")
+
+
+def test_refines_the_matting_decoder_output():
+    # The call the pipeline makes: the decoder runs at the processing resolution, the refiner lifts its alpha
+    # to the original image, reading the decoder's context feature (`hidden_states`).
+    from diffusers_matte.models.matting_decoder import MattingDecoder
+
+    torch.manual_seed(0)
+    decoder = MattingDecoder(
+        feature_channels=8,
+        aligned_channels=8,
+        convstream_channels=(4, 8, 8),
+        fusion_channels=(8, 8, 4, 4),
+        head_channels=4,
+    ).eval()
+    refiner = _refiner(context_channels=decoder.config.fusion_channels[-1])
+    full = torch.rand(1, 3, 96, 80) * 2 - 1
+    low = F.interpolate(full, size=(32, 32), mode="area")
+    with torch.no_grad():
+        decoded = decoder(
+            low,
+            torch.rand(1, 1, 4, 4),
+            torch.randn(1, 1, 4, 4),
+            torch.randn(1, 8, 4, 4),
+        )
+        out = refiner(full, decoded.alpha, decoded.hidden_states, backend="torch")
+    assert out.alpha.shape == (1, 1, 96, 80)
+    assert out.sizes == ((48, 40), (96, 80))
+    assert out.num_active[-1] > 0
