@@ -194,7 +194,9 @@ def _submanifold_conv(
     padded = torch.cat([features, features.new_zeros(1, in_channels)])
     chunks = []
     for start in range(0, num_active, chunk_size):
-        window = padded[neighbours[start : start + chunk_size]].flatten(1)
+        rows = neighbours[start : start + chunk_size]
+        # index_select: about 2x faster than advanced indexing for this row gather on CPU
+        window = padded.index_select(0, rows.reshape(-1)).view(rows.shape[0], -1)
         chunks.append(
             window @ matrix if bias is None else torch.addmm(bias, window, matrix)
         )
@@ -254,13 +256,18 @@ def _sample_bilinear(
     out_size: tuple[int, int],
 ) -> torch.Tensor:
     """Values of `F.interpolate(feature, out_size, mode="bilinear")` at the pixels `coords` only, `(N, C)`."""
-    _, in_h, in_w, _ = feature_nhwc.shape
+    _, in_h, in_w, channels = feature_nhwc.shape
+    rows = feature_nhwc.reshape(-1, channels)
     b = coords[:, 0]
     y0, y1, wy = _source_index(coords[:, 1], in_h, out_size[0])
     x0, x1, wx = _source_index(coords[:, 2], in_w, out_size[1])
-    wy, wx = wy.to(feature_nhwc.dtype)[:, None], wx.to(feature_nhwc.dtype)[:, None]
-    top = feature_nhwc[b, y0, x0] * (1 - wx) + feature_nhwc[b, y0, x1] * wx
-    bottom = feature_nhwc[b, y1, x0] * (1 - wx) + feature_nhwc[b, y1, x1] * wx
+    wy, wx = wy.to(rows.dtype)[:, None], wx.to(rows.dtype)[:, None]
+
+    def tap(y, x):
+        return rows.index_select(0, (b * in_h + y) * in_w + x)
+
+    top = tap(y0, x0) * (1 - wx) + tap(y0, x1) * wx
+    bottom = tap(y1, x0) * (1 - wx) + tap(y1, x1) * wx
     return top * (1 - wy) + bottom * wy
 
 
