@@ -356,7 +356,7 @@ class SparseMatteRefiner(ModelMixin, ConfigMixin):
 
         `"auto"` takes spconv where it can run (CUDA with a CUDA build of spconv; CPU without gradients, as its
         CPU build has no backward pass) and the PyTorch path everywhere else (MPS, CPU training, no spconv). On
-        CPU spconv needed about half the CPU time of the PyTorch path (`benchmarks/results/highres_cpu.md`).
+        CPU spconv needed 0.55-0.75x the CPU time of the PyTorch path (`benchmarks/results/highres_cpu.md`).
         """
         if backend not in SPARSE_REFINER_BACKENDS:
             raise ValueError(
