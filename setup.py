@@ -38,10 +38,14 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     license_files=["LICENSE"],
-    package_dir={"": "src"},
-    packages=find_packages("src"),
+    # The repository's top-level model_cards/ ships inside the package as diffusers_matte/model_cards.
+    package_dir={"": "src", "diffusers_matte.model_cards": "model_cards"},
+    packages=[*find_packages("src"), "diffusers_matte.model_cards"],
     include_package_data=True,
-    package_data={"diffusers_matte": ["assets/**/*", "assets/*"]},
+    package_data={
+        "diffusers_matte": ["assets/**/*", "assets/*"],
+        "diffusers_matte.model_cards": ["*.md"],
+    },
     python_requires=">=3.10",
     install_requires=REQUIRED,
     extras_require=EXTRAS,

@@ -255,3 +255,23 @@ def test_console_script_reports_bad_input_without_traceback(tmp_path):
         result.stderr.strip()
         == f"diffusers-matte predict: error: no such file or folder: '{missing}'"
     )
+
+
+def test_evaluate_subcommand_scores_a_baseline(capsys, tmp_path):
+    args = [
+        "evaluate",
+        "--baseline",
+        "zeros",
+        "--protocol",
+        "synthetic",
+        "--synthetic-num-test",
+        "2",
+    ]
+    args += ["--synthetic-image-size", "64", "--output-dir", tmp_path / "eval"]
+    code, err = _run(capsys, *args)
+    assert code == 0, err
+    assert (tmp_path / "eval" / "metrics.json").is_file()
+    assert (tmp_path / "eval" / "results.md").is_file()
+    _assert_one_line_error(
+        *_run(capsys, "evaluate", "--protocol", "synthetic"), "--output-dir"
+    )

@@ -297,5 +297,16 @@ def run_predict(args) -> int:
     return 0
 
 
+@subcommand
+def _register_evaluate(subparsers) -> None:
+    from .evaluation import add_evaluate_arguments, run_evaluate
+
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a checkpoint on an evaluation set (SAD, MSE, GRAD, CONN, time)",
+    )
+    add_evaluate_arguments(parser).set_defaults(run=run_evaluate)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,8 +29,10 @@ from huggingface_hub import ModelCard, create_repo, file_exists, upload_folder
 
 # Libraries diffusers loads components from without custom code.
 _BUILTIN_LIBRARIES = ("diffusers", "transformers")
-# Templates live in the repository's model_cards/ folder.
-MODEL_CARD_DIR = Path(__file__).resolve().parents[2] / "model_cards"
+# Templates live in the repository's model_cards/ folder, which a built wheel carries as diffusers_matte/model_cards.
+MODEL_CARD_DIR = Path(__file__).parent / "model_cards"
+if not MODEL_CARD_DIR.is_dir():  # a source checkout (editable install)
+    MODEL_CARD_DIR = Path(__file__).resolve().parents[2] / "model_cards"
 DEFAULT_MODEL_CARD = "soft_grounding_matting.md"
 
 

@@ -4,6 +4,7 @@
 from .attention_processor import MatteAttnProcessor, RemovedSelfAttention
 from .heads import MatteHead, RegionHead
 from .matting_decoder import MattingDecoder, MattingDecoderOutput
+from .sparse_refiner import SparseMatteRefiner, SparseMatteRefinerOutput
 from .text_adapter import TextAdapter
 from .unet_matte import (
     CapturedActivations,
@@ -21,5 +22,7 @@ __all__ = [
     "MattingDecoderOutput",
     "RegionHead",
     "RemovedSelfAttention",
+    "SparseMatteRefiner",
+    "SparseMatteRefinerOutput",
     "TextAdapter",
 ]
