@@ -107,17 +107,14 @@ def predict_low_resolution(
 
 def main(args: argparse.Namespace) -> None:
     accelerator = make_accelerator(args)
+    # Frozen: under mixed precision it runs in half precision.
     pipe = SoftGroundingMattingPipeline.from_pretrained(
-        args.pipeline_model_name_or_path
+        args.pipeline_model_name_or_path, torch_dtype=weight_dtype(accelerator)
     )
     for model in pipe.components.values():
         if isinstance(model, torch.nn.Module):
             model.requires_grad_(False).eval()
     pipe.to(accelerator.device)
-    if (
-        weight_dtype(accelerator) != torch.float32
-    ):  # frozen: mixed precision may run it in half precision
-        pipe.to(dtype=weight_dtype(accelerator))
     pipe.set_progress_bar_config(disable=True)
     processing_resolution = (
         args.processing_resolution or pipe.config.default_processing_resolution
@@ -142,9 +139,14 @@ def main(args: argparse.Namespace) -> None:
         alpha_lr, context = predict_low_resolution(
             pipe, pixel_values, batch["text"], processing_resolution
         )
+        # A tuple, not the output dataclass, which accelerate's mixed-precision wrapper cannot rebuild.
         alpha = prepared["refiner"](
-            pixel_values, alpha_lr, context, backend=args.refiner_backend
-        ).alpha
+            pixel_values,
+            alpha_lr,
+            context,
+            backend=args.refiner_backend,
+            return_dict=False,
+        )[0]
         # The decoder's loss, at the target resolution (appendix 6.3).
         loss, parts = matting_decoder_loss(
             alpha, batch["alpha"].to(alpha.device), args.laplacian_weight

@@ -79,3 +79,19 @@ def test_refiner_stage_refuses_bad_arguments(stage3, tmp_path):
         script.parse_args([*args, "--processing_resolution", "128"])
     with pytest.raises(ValueError, match="--output_dir"):
         script.parse_args([*args, "--output_dir", str(stage3)])
+
+
+def test_refiner_stage_under_bf16_mixed_precision(stage3, tmp_path):
+    run("train_refiner", *_args(stage3, tmp_path / "out", tmp_path), "--max_train_steps", 1,
+        "--mixed_precision", "bf16")  # fmt: skip
+    assert read_log(tmp_path / "out")[0]["loss"] > 0
+    pipe = SoftGroundingMattingPipeline.from_pretrained(tmp_path / "out")
+    assert pipe.refiner.dtype == pipe.matting_decoder.dtype == torch.float32
+
+
+def test_trained_refiner_beats_bilinear_upsampling(stage3, tmp_path):
+    """The first logged loss is that of the untrained refiner, i.e. bilinear up-sampling of the decoder's alpha."""
+    run("train_refiner", *_args(stage3, tmp_path / "out", tmp_path), "--max_train_steps", 120,
+        "--learning_rate", 1e-3, "--synthetic_num_train", 20, "--checkpointing_steps", 1000)  # fmt: skip
+    losses = [row["loss"] for row in read_log(tmp_path / "out")]
+    assert sum(losses[-20:]) / 20 < 0.5 * losses[0]
