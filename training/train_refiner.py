@@ -6,6 +6,8 @@ The stage-3 pipeline is frozen; it predicts the alpha at the low `--processing_r
 (resize, VAE, one UNet step, matting decoder). The `SparseMatteRefiner` learns to lift that alpha, with the
 decoder's context feature, to the ground truth at the higher training `--resolution`, with the matting decoder's
 L1 + Laplacian loss (appendix 6.3). The output folder is the stage-3 pipeline with the trained `refiner`.
+All frozen models come from `--pipeline_model_name_or_path`; `--pretrained_model_name_or_path`, taken by every
+stage, only names the Stable Diffusion base in the model card.
 
     accelerate launch training/train_refiner.py \
         --pretrained_model_name_or_path stable-diffusion-v1-5/stable-diffusion-v1-5 \
@@ -151,7 +153,9 @@ def main(args: argparse.Namespace) -> None:
         loss, parts = matting_decoder_loss(
             alpha, batch["alpha"].to(alpha.device), args.laplacian_weight
         )
-        backward(loss)
+        # Where no pixel is uncertain the refiner convolves nothing and the loss would not reach its weights: a zero
+        # term keeps every parameter in the graph, so backward (and DDP's gradient reduction) works on any batch.
+        backward(loss + 0.0 * sum(p.sum() for p in prepared["refiner"].parameters()))
         return {
             "loss": loss.item(),
             **{f"loss_{k}": v.item() for k, v in parts.items()},

@@ -95,3 +95,17 @@ def test_trained_refiner_beats_bilinear_upsampling(stage3, tmp_path):
         "--learning_rate", 1e-3, "--synthetic_num_train", 20, "--checkpointing_steps", 1000)  # fmt: skip
     losses = [row["loss"] for row in read_log(tmp_path / "out")]
     assert sum(losses[-20:]) / 20 < 0.5 * losses[0]
+
+
+def test_refiner_stage_survives_a_batch_without_uncertain_pixels(stage3, tmp_path):
+    config = (
+        tmp_path / "narrow.json"
+    )  # no alpha value falls in this band: the refiner convolves nothing
+    config.write_text(
+        json.dumps(
+            dict(hidden_channels=[4], uncertain_low=1 - 2e-7, uncertain_high=1 - 1e-7)
+        )
+    )
+    run("train_refiner", *_args(stage3, tmp_path / "out", tmp_path), "--max_train_steps", 1,
+        "--refiner_config", config)  # fmt: skip
+    assert read_log(tmp_path / "out")[0]["loss"] > 0
