@@ -43,9 +43,8 @@ from diffusers_matte.training_loop import (
 def parse_args(input_args=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_training_args(parser, stage="refiner")
-    parser.set_defaults(
-        resolution=1024
-    )  # the refiner's target size; the pipeline runs at --processing_resolution
+    # --resolution is the refiner's target size; the frozen pipeline runs at --processing_resolution.
+    parser.set_defaults(resolution=1024)
     parser.add_argument(
         "--pipeline_model_name_or_path",
         required=True,
