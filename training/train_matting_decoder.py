@@ -85,7 +85,8 @@ def main(args: argparse.Namespace) -> None:
             prediction.coarse_alpha,
             prediction.transparency_logits,
             prediction.features,
-        ).alpha
+            return_dict=False,  # accelerate's mixed-precision wrapper cannot rebuild the output dataclass
+        )[0]
         loss, parts = matting_decoder_loss(
             alpha, batch["alpha"].to(alpha.device), args.laplacian_weight
         )

@@ -246,8 +246,7 @@ def _load_synthetic(data_dir, cache_dir, num_test, seed, image_size):
         return loaded
     from .data.synthetic import load_synthetic_matting
 
-    # num_train=1: the loader cannot build an empty train split; one extra image is cheap.
-    return load_synthetic_matting(1, num_test, seed, image_size, cache_dir)["test"]
+    return load_synthetic_matting(0, num_test, seed, image_size, cache_dir)["test"]
 
 
 @dataclass(frozen=True)

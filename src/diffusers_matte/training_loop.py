@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from . import training_utils
 from .data.transforms import TrainingTransform, collate_training_examples
+from .pipelines.soft_grounding.pipeline_soft_grounding import encode_latents, tokenize
 
 logger = get_logger(__name__)
 
@@ -209,27 +210,14 @@ class FrozenEncoders:
 
     @torch.no_grad()
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """z_I: the scaled posterior mode, as in the pipeline."""
-        latents = self.vae.encode(
-            pixel_values.to(self.vae.device, self.vae.dtype)
-        ).latent_dist.mode()
-        return (latents * self.vae.config.scaling_factor).float()
+        """z_I, exactly as the pipeline computes it."""
+        return encode_latents(self.vae, pixel_values, self.vae.device).float()
 
     @torch.no_grad()
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """f_T: CLIP hidden states (the trainable text adapter is applied by the caller)."""
-        max_length = min(
-            self.tokenizer.model_max_length,
-            self.text_encoder.config.max_position_embeddings,
-        )
-        ids = self.tokenizer(
-            texts,
-            padding="max_length",
-            max_length=max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-        return self.text_encoder(ids.input_ids.to(self.text_encoder.device))[0].float()
+        ids, _ = tokenize(self.tokenizer, self.text_encoder, texts)
+        return self.text_encoder(ids.to(self.text_encoder.device))[0].float()
 
 
 class RowDataset(torch.utils.data.Dataset):
@@ -258,7 +246,7 @@ def load_train_rows(args: argparse.Namespace) -> datasets.Dataset:
 
         rows = load_synthetic_matting(
             num_train=args.synthetic_num_train,
-            num_test=1,  # the builder needs a non-empty test split
+            num_test=0,
             seed=args.seed,
             image_size=args.synthetic_image_size,
         )["train"]

@@ -201,3 +201,8 @@ def test_contact_sheet_script(tmp_path):
         ["--output", str(tmp_path / "s.png"), "--num_scenes", "1", "--image_size", "64"]
     )
     assert out.is_file()
+
+
+def test_a_split_of_zero_images_is_left_out():
+    only_test = load_synthetic_matting(num_train=0, num_test=1, image_size=64)
+    assert list(only_test) == ["test"] and len(only_test["test"]) >= 2

@@ -847,6 +847,8 @@ class SyntheticMattingConfig(datasets.BuilderConfig):
     num_test: int = 200
     image_size: int = 256
     image_format: str = "png"
+    # Part of the `datasets` cache key: bump it whenever generation changes, so stale caches are not reused.
+    version: datasets.Version = datasets.Version("1.1.0")
 
 
 class SyntheticMatting(datasets.GeneratorBasedBuilder):
@@ -862,15 +864,17 @@ class SyntheticMatting(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         cfg = self.config
+        # An empty split cannot be materialised by `datasets`: a split asked with 0 images is left out.
+        counts = {
+            datasets.Split.TRAIN: cfg.num_train,
+            datasets.Split.TEST: cfg.num_test,
+        }
         return [
             datasets.SplitGenerator(
-                name=datasets.Split.TRAIN,
-                gen_kwargs={"split": "train", "count": cfg.num_train},
-            ),
-            datasets.SplitGenerator(
-                name=datasets.Split.TEST,
-                gen_kwargs={"split": "test", "count": cfg.num_test},
-            ),
+                name=name, gen_kwargs={"split": str(name), "count": count}
+            )
+            for name, count in counts.items()
+            if count > 0
         ]
 
     def _generate_examples(

@@ -47,6 +47,29 @@ EXAMPLE_DOC_STRING = """
 """
 
 
+def tokenize(tokenizer, text_encoder, prompts: list[str]) -> tuple[torch.Tensor, int]:
+    """Token ids padded and truncated to the text encoder's limit; returns `(ids, limit)`."""
+    max_length = min(
+        tokenizer.model_max_length, text_encoder.config.max_position_embeddings
+    )
+    ids = tokenizer(
+        prompts,
+        padding="max_length",
+        max_length=max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    return ids.input_ids, max_length
+
+
+def encode_latents(
+    vae: AutoencoderKL, pixels: torch.Tensor, device: torch.device
+) -> torch.Tensor:
+    """`z_I`: the VAE posterior mode, scaled (no sampling: the prediction is deterministic)."""
+    latents = vae.encode(pixels.to(device, vae.dtype)).latent_dist.mode()
+    return latents * vae.config.scaling_factor
+
+
 @dataclass
 class SoftGroundingMattingOutput(BaseOutput):
     """Output of [`SoftGroundingMattingPipeline`]: one entry per (image, prompt) pair, image-major (all prompts of
@@ -282,17 +305,7 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         device = device or self._execution_device
-        max_length = min(
-            self.tokenizer.model_max_length,
-            self.text_encoder.config.max_position_embeddings,
-        )
-        tokens = self.tokenizer(
-            prompts,
-            padding="max_length",
-            max_length=max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
+        tokens, max_length = tokenize(self.tokenizer, self.text_encoder, prompts)
         for p in prompts:
             ids = self.tokenizer(p).input_ids
             if len(ids) > max_length:
@@ -312,10 +325,7 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """`z_I`: the VAE posterior mode, scaled (no sampling: the prediction is deterministic)."""
-        latents = self.vae.encode(
-            pixels.to(self._execution_device, self.vae.dtype)
-        ).latent_dist.mode()
-        return latents * self.vae.config.scaling_factor
+        return encode_latents(self.vae, pixels, self._execution_device)
 
     def predict_alpha(
         self, pixels: torch.Tensor, latents: torch.Tensor, text_features: torch.Tensor
