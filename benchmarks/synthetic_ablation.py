@@ -119,14 +119,33 @@ def build_base_model(path: Path, seed: int) -> None:
         component.save_pretrained(path / name)
 
 
-def train(script: str, log: Path, *args) -> float:
-    """Run one training script to completion; returns its wall time in seconds."""
-    command = [sys.executable, str(TRAINING / f"{script}.py"), *map(str, args)]
-    print("$", " ".join(command[1:]), flush=True)
-    start = time.perf_counter()
-    with log.open("w") as out:
-        subprocess.run(command, check=True, stdout=out, stderr=subprocess.STDOUT)
-    return time.perf_counter() - start
+class Stages:
+    """Runs the training scripts and keeps their wall times in `work/timings.json`. A stage whose output folder
+    is complete (its model card is written last) is not run again, so an interrupted recipe resumes.
+    """
+
+    def __init__(self, work: Path):
+        self.path = work / "timings.json"
+        self.seconds = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def run(self, name: str, script: str, output_dir: Path, *args) -> Path:
+        if (output_dir / "README.md").exists() and name in self.seconds:
+            print(f"{name}: done already ({output_dir})", flush=True)
+            return output_dir
+        command = [
+            sys.executable,
+            str(TRAINING / f"{script}.py"),
+            *map(str, args),
+            "--output_dir",
+            str(output_dir),
+        ]
+        print("$", " ".join(command[1:]), flush=True)
+        start = time.perf_counter()
+        with (output_dir.parent / f"{output_dir.name}.log").open("w") as out:
+            subprocess.run(command, check=True, stdout=out, stderr=subprocess.STDOUT)
+        self.seconds[name] = time.perf_counter() - start
+        self.path.write_text(json.dumps(self.seconds, indent=1))
+        return output_dir
 
 
 def main(argv=None) -> None:
@@ -163,10 +182,9 @@ def main(argv=None) -> None:
     ]  # fmt: skip
     decoder_config = work / "decoder.json"
     decoder_config.write_text(json.dumps(DECODER))
-    seconds = {}
-    stage1 = work / "teacher"
-    seconds["stage 1: teacher"] = train("train_teacher", work / "teacher.log", *common, "--output_dir", stage1,
-                                        "--max_train_steps", sizes["teacher_steps"], "--learning_rate", 5e-4)  # fmt: skip
+    stages = Stages(work)
+    stage1 = stages.run("stage 1: teacher", "train_teacher", work / "teacher", *common,
+                        "--max_train_steps", sizes["teacher_steps"], "--learning_rate", 5e-4)  # fmt: skip
     student_args = [
         "--max_train_steps",
         sizes["student_steps"],
@@ -181,18 +199,15 @@ def main(argv=None) -> None:
         "(c) full framework (distillation, eq. 9)": ["--teacher_model_name_or_path", stage1],
     }  # fmt: skip
     pipelines = {}
-    for index, (name, extra) in enumerate(variants.items()):
-        key = "abc"[index]
-        student, pipeline = work / f"student_{key}", work / f"pipeline_{key}"
-        seconds[f"{name}: stage 2"] = train("train_distill", work / f"student_{key}.log", *common, *student_args,
-                                            "--output_dir", student, *extra)  # fmt: skip
-        seconds[f"{name}: stage 3"] = train("train_matting_decoder", work / f"decoder_{key}.log", *common,
-                                            "--student_model_name_or_path", student, "--output_dir", pipeline,
-                                            "--max_train_steps", sizes["decoder_steps"], "--learning_rate", 1e-3,
-                                            "--decoder_config", decoder_config)  # fmt: skip
-        pipelines[name] = pipeline
+    for key, (name, extra) in zip("abc", variants.items()):
+        student = stages.run(f"{name}: stage 2", "train_distill", work / f"student_{key}", *common, *student_args,
+                             *extra)  # fmt: skip
+        pipelines[name] = stages.run(f"{name}: stage 3", "train_matting_decoder", work / f"pipeline_{key}", *common,
+                                     "--student_model_name_or_path", student, "--max_train_steps",
+                                     sizes["decoder_steps"], "--learning_rate", 1e-3,
+                                     "--decoder_config", decoder_config)  # fmt: skip
     table = evaluate(pipelines, data, work)
-    write_results(args, sizes, table, seconds)
+    write_results(args, sizes, table, stages.seconds)
     if args.install_demo:
         if DEMO_DIR.exists():
             shutil.rmtree(DEMO_DIR)

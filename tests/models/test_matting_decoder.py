@@ -13,9 +13,14 @@ TINY = {
 }
 
 
-def _decoder(**overrides):
+def _decoder(trained_head=True, **overrides):
+    """A tiny decoder; `trained_head` gives the head's zero-initialised last layer random weights, as training
+    would, so that every input reaches the output."""
     torch.manual_seed(0)
-    return MattingDecoder(**{**TINY, **overrides}).eval()
+    decoder = MattingDecoder(**{**TINY, **overrides}).eval()
+    if trained_head:
+        torch.nn.init.normal_(decoder.head[-1].weight, std=0.5)
+    return decoder
 
 
 def _inputs(height=40, width=24, feature_channels=8, seed=0):
@@ -86,3 +91,26 @@ def test_all_parameters_train():
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="fusion_channels"):
         MattingDecoder(convstream_channels=(4, 8), fusion_channels=(8, 8, 4, 4))
+
+
+def test_untrained_decoder_returns_the_up_sampled_coarse_alpha():
+    decoder = _decoder(trained_head=False)
+    inputs = _inputs()
+    with torch.no_grad():
+        alpha = decoder(**inputs).alpha
+    expected = torch.nn.functional.interpolate(
+        inputs["coarse_alpha"], size=alpha.shape[-2:], mode="bilinear"
+    )
+    torch.testing.assert_close(alpha, expected.clamp(1e-4, 1 - 1e-4), rtol=0, atol=1e-6)
+
+
+def test_direct_prediction_starts_from_an_ordinary_head():
+    decoder = _decoder(trained_head=False, refine_coarse_alpha=False)
+    inputs = _inputs()
+    with torch.no_grad():
+        alpha = decoder(**inputs).alpha
+    coarse = torch.nn.functional.interpolate(
+        inputs["coarse_alpha"], size=alpha.shape[-2:], mode="bilinear"
+    )
+    assert decoder.head[-1].weight.abs().sum() > 0
+    assert not torch.allclose(alpha, coarse, atol=1e-2)

@@ -82,6 +82,10 @@ class MattingDecoder(ModelMixin, ConfigMixin):
         fusion_channels (`tuple[int, ...]`, defaults to `(256, 128, 64, 32)`): widths of the fusion blocks, from
             the 1/8 grid up to full resolution (`len(convstream_channels) + 1` entries).
         head_channels (`int`, defaults to 16): width of the prediction head's hidden layer.
+        refine_coarse_alpha (`bool`, defaults to True): predict a correction of the up-sampled coarse alpha, in
+            logit space, instead of the alpha from scratch. The head's last layer starts at zero, so an untrained
+            decoder returns the coarse alpha and training only has to learn the details. The paper does not say
+            how its decoder's output is formed; `False` predicts the alpha directly, as ViTMatte does.
     """
 
     @register_to_config
@@ -93,6 +97,7 @@ class MattingDecoder(ModelMixin, ConfigMixin):
         convstream_channels: tuple[int, ...] = (48, 96, 192),
         fusion_channels: tuple[int, ...] = (256, 128, 64, 32),
         head_channels: int = 16,
+        refine_coarse_alpha: bool = True,
     ):
         super().__init__()
         if len(fusion_channels) != len(convstream_channels) + 1:
@@ -122,6 +127,9 @@ class MattingDecoder(ModelMixin, ConfigMixin):
             nn.ReLU(inplace=True),
             nn.Conv2d(head_channels, 1, 1),
         )
+        if refine_coarse_alpha:
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
 
     def forward(
         self,
@@ -157,7 +165,10 @@ class MattingDecoder(ModelMixin, ConfigMixin):
         state = self.feature_align(features.to(pixel_values.dtype))
         for block, detail in zip(self.fusion_blocks, reversed(details)):
             state = block(detail, state)
-        alpha = torch.sigmoid(self.head(state))
+        logits = self.head(state)
+        if self.config.refine_coarse_alpha:
+            logits = logits + torch.logit(coarse_alpha, eps=1e-4)
+        alpha = torch.sigmoid(logits)
         if not return_dict:
             return (alpha, state)
         return MattingDecoderOutput(alpha=alpha, hidden_states=state)
