@@ -45,7 +45,7 @@ FULL = dict(
     num_test=60,
     teacher_steps=800,
     student_steps=600,
-    decoder_steps=400,
+    decoder_steps=800,
 )
 QUICK = dict(
     image_size=64,

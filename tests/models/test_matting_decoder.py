@@ -101,7 +101,16 @@ def test_untrained_decoder_returns_the_up_sampled_coarse_alpha():
     expected = torch.nn.functional.interpolate(
         inputs["coarse_alpha"], size=alpha.shape[-2:], mode="bilinear"
     )
-    torch.testing.assert_close(alpha, expected.clamp(1e-4, 1 - 1e-4), rtol=0, atol=1e-6)
+    torch.testing.assert_close(alpha, expected, rtol=0, atol=1e-6)
+
+
+def test_refined_alpha_is_clipped_in_eval_mode_only():
+    decoder = _decoder()
+    inputs = _inputs()
+    torch.nn.init.constant_(decoder.head[-1].bias, 2.0)  # pushes every pixel above 1
+    with torch.no_grad():
+        assert decoder(**inputs).alpha.max() == 1.0
+        assert decoder.train()(**inputs).alpha.max() > 1.0
 
 
 def test_direct_prediction_starts_from_an_ordinary_head():

@@ -82,10 +82,13 @@ class MattingDecoder(ModelMixin, ConfigMixin):
         fusion_channels (`tuple[int, ...]`, defaults to `(256, 128, 64, 32)`): widths of the fusion blocks, from
             the 1/8 grid up to full resolution (`len(convstream_channels) + 1` entries).
         head_channels (`int`, defaults to 16): width of the prediction head's hidden layer.
-        refine_coarse_alpha (`bool`, defaults to True): predict a correction of the up-sampled coarse alpha, in
-            logit space, instead of the alpha from scratch. The head's last layer starts at zero, so an untrained
-            decoder returns the coarse alpha and training only has to learn the details. The paper does not say
-            how its decoder's output is formed; `False` predicts the alpha directly, as ViTMatte does.
+        refine_coarse_alpha (`bool`, defaults to True): predict a correction added to the up-sampled coarse alpha
+            instead of the alpha from scratch. The head's last layer starts at zero, so an untrained decoder returns
+            the coarse alpha and training only has to learn the details. The sum is clipped to [0, 1] in eval mode
+            only: in training the L1 loss sees it unclipped, so background pixels are pulled to exactly 0 with a
+            constant gradient (a sigmoid output's gradient vanishes there, leaving a haze over the whole image).
+            The paper does not say how its decoder's output is formed; `False` predicts sigmoid logits from
+            scratch, as ViTMatte does.
     """
 
     @register_to_config
@@ -165,10 +168,11 @@ class MattingDecoder(ModelMixin, ConfigMixin):
         state = self.feature_align(features.to(pixel_values.dtype))
         for block, detail in zip(self.fusion_blocks, reversed(details)):
             state = block(detail, state)
-        logits = self.head(state)
         if self.config.refine_coarse_alpha:
-            logits = logits + torch.logit(coarse_alpha, eps=1e-4)
-        alpha = torch.sigmoid(logits)
+            alpha = coarse_alpha + self.head(state)
+            alpha = alpha if self.training else alpha.clamp(0.0, 1.0)
+        else:
+            alpha = torch.sigmoid(self.head(state))
         if not return_dict:
             return (alpha, state)
         return MattingDecoderOutput(alpha=alpha, hidden_states=state)
