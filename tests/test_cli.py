@@ -275,3 +275,24 @@ def test_evaluate_subcommand_scores_a_baseline(capsys, tmp_path):
     _assert_one_line_error(
         *_run(capsys, "evaluate", "--protocol", "synthetic"), "--output-dir"
     )
+
+
+def test_readme_main_command_runs_with_the_shipped_demo_model(capsys, tmp_path):
+    """The README's main command, on the shipped example image, with the shipped demonstration model."""
+    repo = Path(__file__).resolve().parents[1]
+    readme = (repo / "README.md").read_text()
+    command = next(
+        line
+        for line in readme.splitlines()
+        if line.startswith("diffusers-matte predict")
+    )
+    args = command.split()[2:]
+    args[0] = str(repo / args[0])
+    prompt = command.split('"')[1]
+    args = [args[0], "--prompt", prompt, "--output-dir", str(tmp_path)]
+    code, err = _run(capsys, "predict", *args)
+    assert code == 0, err
+    (written,) = tmp_path.glob("*_alpha.png")
+    alpha = np.asarray(PIL.Image.open(written))
+    assert alpha.shape == PIL.Image.open(repo / command.split()[2]).size[::-1]
+    assert 0 < alpha.mean() < 255  # a matte, neither empty nor full
