@@ -56,13 +56,25 @@ class RegionHead(_ConvBNReLUHead):
 
 
 class MatteHead(_ConvBNReLUHead):
-    """Student head: channel 0 is the coarse alpha (sigmoid applied), channel 1 the transparency logit R."""
+    """Student head: channel 0 is the coarse alpha, channel 1 the transparency logit R.
+
+    The alpha is a linear output, clipped to [0, 1] in eval mode only: the L1 loss of eq. (7) then pulls the
+    background to exactly 0 with a constant gradient, where a sigmoid's gradient vanishes and leaves a haze.
+    """
 
     num_outputs = 2
 
+    def __init__(self, in_channels: int, hidden_channels: int):
+        super().__init__(in_channels, hidden_channels)
+        with torch.no_grad():
+            self.proj.bias[0] = (
+                0.5  # an untrained head predicts "unsure" rather than a clipped-away negative
+            )
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        logits = super().forward(features)
-        return torch.cat([logits[:, :1].sigmoid(), logits[:, 1:]], dim=1)
+        outputs = super().forward(features)
+        alpha = outputs[:, :1] if self.training else outputs[:, :1].clamp(0.0, 1.0)
+        return torch.cat([alpha, outputs[:, 1:]], dim=1)
 
 
 PREDICTION_HEADS = {"region": RegionHead, "matte": MatteHead}
