@@ -45,7 +45,8 @@ class MatteUNetPrediction(BaseOutput):
     """Outputs of `MatteUNet2DConditionModel.predict`; fields that do not apply to the head are None.
 
     Args:
-        coarse_alpha: (B, 1, h, w) coarse alpha matte alpha^lr in [0, 1] (matte head).
+        coarse_alpha: (B, 1, h, w) coarse alpha matte alpha^lr (matte head), in [0, 1] in eval mode (unclipped in
+            training, see `MatteHead`).
         transparency_logits: (B, 1, h, w) transparency confidence logits R (matte head).
         region_logits: (B, 3, h, w) background / foreground / transparent logits (region head).
         latent: (B, C, h, w) the unchanged latent prediction (latent head).
