@@ -6,21 +6,11 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
-import torch
 
 from diffusers_matte import cli
 from diffusers_matte.pipelines import SoftGroundingMattingPipeline
 from diffusers_matte.pipelines.soft_grounding.image_processor import load_image
 from diffusers_matte.testing import get_dummy_components
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: one thread is fastest, above all on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -43,17 +43,6 @@ def synthetic(cache_dir):
     return dataset.select(range(3))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny models run ~10x faster on one thread than on several oversubscribed ones (shared CPUs)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def pipe():
     from diffusers_matte.pipelines import SoftGroundingMattingPipeline

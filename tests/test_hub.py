@@ -61,15 +61,6 @@ def _alpha(pipe):
     return pipe(image, "the cat on the left", processing_resolution=32).alpha
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: one thread is fastest, above all on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     pipe = _pipe(refiner=True)

@@ -71,22 +71,15 @@ def make_row(
 
 def require_dir(path: Path, what: str) -> Path:
     """Returns ``path`` if it is a folder, else raises :class:`DatasetLayoutError` saying what was found instead."""
-    if path.is_dir():
-        return path
-    parent = path.parent
-    found = (
-        sorted(p.name for p in parent.iterdir())[:20]
-        if parent.is_dir()
-        else "(parent folder missing too)"
-    )
-    raise DatasetLayoutError(
-        f"expected the {what} folder at {path}; found in {parent}: {found}"
-    )
+    return path if path.is_dir() else _layout_error(path, f"{what} folder")
 
 
 def require_file(path: Path, what: str) -> Path:
-    if path.is_file():
-        return path
+    """Returns ``path`` if it is a file, else raises :class:`DatasetLayoutError` saying what was found instead."""
+    return path if path.is_file() else _layout_error(path, f"{what} file")
+
+
+def _layout_error(path: Path, expected: str):
     parent = path.parent
     found = (
         sorted(p.name for p in parent.iterdir())[:20]
@@ -94,7 +87,7 @@ def require_file(path: Path, what: str) -> Path:
         else "(parent folder missing too)"
     )
     raise DatasetLayoutError(
-        f"expected the {what} file at {path}; found in {parent}: {found}"
+        f"expected the {expected} at {path}; found in {parent}: {found}"
     )
 
 
