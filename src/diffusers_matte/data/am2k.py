@@ -93,7 +93,5 @@ def load_am2k(
         split=split,
         cache_dir=cache_dir,
         **({} if split is None else {"splits": (split,)}),
-        captions_file=(
-            None if captions_file is None else str(Path(captions_file).resolve())
-        ),
+        captions_file=captions_file,
     )

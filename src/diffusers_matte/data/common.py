@@ -257,7 +257,14 @@ def load_with_builder(
     cache_dir: Optional[PathLike] = None,
     **config_kwargs: Any,
 ) -> Union[datasets.Dataset, datasets.DatasetDict]:
-    """Instantiates ``builder_cls`` on ``data_dir``, prepares it (cached) and returns one split or all of them."""
+    """Instantiates ``builder_cls`` on ``data_dir``, prepares it (cached) and returns one split or all of them.
+
+    A ``captions_file`` config entry is made absolute, so the cache key does not depend on the working directory.
+    """
+    if config_kwargs.get("captions_file") is not None:
+        config_kwargs["captions_file"] = str(
+            Path(config_kwargs["captions_file"]).resolve()
+        )
     builder = builder_cls(
         data_dir=str(Path(data_dir).expanduser().resolve()),
         cache_dir=None if cache_dir is None else str(cache_dir),

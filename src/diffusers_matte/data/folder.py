@@ -140,8 +140,6 @@ def load_image_alpha_folder(
         cache_dir=cache_dir,
         image_dir=image_dir,
         alpha_dir=alpha_dir,
-        captions_file=(
-            None if captions_file is None else str(Path(captions_file).resolve())
-        ),
+        captions_file=captions_file,
         source=source,
     )
