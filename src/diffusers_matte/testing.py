@@ -5,7 +5,7 @@ Everything here builds from configs with random weights: nothing is downloaded.
 """
 
 import functools
-from typing import Any
+from typing import Any, Optional, Sequence
 
 
 def get_dummy_unet_init_dict(**overrides: Any) -> dict:
@@ -104,8 +104,8 @@ def _learn_bpe_merges(
 
 
 @functools.lru_cache(maxsize=4)
-def _dummy_bpe(num_merges: int) -> tuple[dict, list]:
-    """Vocabulary and merges of the offline tokenizer (learned once per process)."""
+def _dummy_bpe(num_merges: int, corpus: tuple[str, ...]) -> tuple[dict, list]:
+    """Vocabulary and merges of the offline tokenizer (learned once per process and corpus)."""
     from collections import Counter
 
     from tokenizers import pre_tokenizers
@@ -113,7 +113,7 @@ def _dummy_bpe(num_merges: int) -> tuple[dict, list]:
 
     template = CLIPTokenizer().backend_tokenizer  # CLIP's normaliser and pre-tokeniser
     words = Counter()
-    for text in _TOKENIZER_CORPUS:
+    for text in corpus:
         normalized = template.normalizer.normalize_str(text)
         for word, _ in template.pre_tokenizer.pre_tokenize_str(normalized):
             words[(*word[:-1], word[-1] + "</w>")] += 1
@@ -133,17 +133,23 @@ def _dummy_bpe(num_merges: int) -> tuple[dict, list]:
     return vocab, merges
 
 
-def get_dummy_tokenizer(num_merges: int = 300, model_max_length: int = 77):
+def get_dummy_tokenizer(
+    num_merges: int = 300,
+    model_max_length: int = 77,
+    corpus: Optional[Sequence[str]] = None,
+):
     """A small but real CLIP tokenizer, built offline.
 
-    A byte-level BPE is learned in-process on a built-in corpus of referring expressions, with CLIP's own
-    normaliser, pre-tokeniser and `</w>` end-of-word suffix, and wrapped as a transformers `CLIPTokenizer`. Every
-    byte, word-final or not, is in the vocabulary, so no text maps to the unknown token. Deterministic; saves and
-    loads with `save_pretrained` / `from_pretrained`.
+    A byte-level BPE is learned in-process on `corpus` (default: a built-in set of referring expressions), with
+    CLIP's own normaliser, pre-tokeniser and `</w>` end-of-word suffix, and wrapped as a transformers
+    `CLIPTokenizer`. Every byte, word-final or not, is in the vocabulary, so no text maps to the unknown token.
+    With enough merges, every word seen at least twice in the corpus becomes a single token. Deterministic; saves
+    and loads with `save_pretrained` / `from_pretrained`.
     """
     from transformers import CLIPTokenizer
 
-    vocab, merges = _dummy_bpe(num_merges)
+    corpus = _TOKENIZER_CORPUS if corpus is None else tuple(corpus)
+    vocab, merges = _dummy_bpe(num_merges, corpus)
     return CLIPTokenizer(
         vocab=dict(vocab), merges=list(merges), model_max_length=model_max_length
     )

@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import training_utils
+from .data.targets import MORPHOLOGY_KERNEL_SIZE
 from .data.transforms import TrainingTransform, collate_training_examples
 from .pipelines.soft_grounding.pipeline_soft_grounding import encode_latents, tokenize
 
@@ -123,6 +124,12 @@ def add_training_args(parser: argparse.ArgumentParser, stage: str) -> None:
     )
     add("--synthetic_image_size", type=int, default=256)
     add("--max_train_samples", type=int, default=None)
+    add(
+        "--morphology_kernel_size",
+        type=int,
+        default=MORPHOLOGY_KERNEL_SIZE,
+        help="erosion kernel of the region map, at --resolution (15 at 512 in the paper; scale it with the size)",
+    )
     add("--push_to_hub", action="store_true")
     add("--hub_model_id", default=None)
     add("--hub_token", default=None)
@@ -140,6 +147,7 @@ def validate_args(args: argparse.Namespace) -> None:
         "max_train_steps",
         "gradient_accumulation_steps",
         "checkpointing_steps",
+        "morphology_kernel_size",
     ):
         if getattr(args, name) < 1:
             raise ValueError(
@@ -271,7 +279,10 @@ def make_dataloader(
     args: argparse.Namespace, latent_factor: int
 ) -> torch.utils.data.DataLoader:
     transform = TrainingTransform(
-        resolution=args.resolution, latent_factor=latent_factor, alpha_factors=()
+        resolution=args.resolution,
+        latent_factor=latent_factor,
+        alpha_factors=(),
+        kernel_size=args.morphology_kernel_size,
     )
     dataset = RowDataset(load_train_rows(args), transform, args.seed)
     return torch.utils.data.DataLoader(
@@ -316,6 +327,13 @@ def train(
     prepared = accelerator.prepare(*models.values(), optimizer, dataloader, scheduler)
     wrapped = dict(zip(names, prepared[: len(names)]))
     optimizer, dataloader, scheduler = prepared[len(names) :]
+    if (
+        len(dataloader) == 0
+    ):  # drop_last: an epoch without a full batch would loop forever
+        raise ValueError(
+            f"--train_batch_size {args.train_batch_size} x {accelerator.num_processes} process(es) is more than "
+            f"the {len(dataloader.dataset)} training rows: there is no full batch to train on."
+        )
     training_utils.register_checkpoint_hooks(
         accelerator, {type(m): name for name, m in models.items()}
     )

@@ -237,3 +237,30 @@ def _teacher_for_ddp(base_model, tmp_path):
         1,
     )
     return out
+
+
+def test_morphology_kernel_size_sets_the_region_maps_band(base_model, tmp_path):
+    from diffusers_matte.training_loop import make_dataloader
+
+    script = load_script("train_teacher")
+    common = [
+        *COMMON,
+        "--pretrained_model_name_or_path",
+        str(base_model),
+        "--output_dir",
+        str(tmp_path),
+    ]
+    transparent = {}
+    for size in (1, 15):
+        args = script.parse_args([*common, "--morphology_kernel_size", str(size)])
+        batch = next(iter(make_dataloader(args, latent_factor=2)))
+        transparent[size] = (batch["region_map"] == 2).float().mean().item()
+    assert transparent[1] < transparent[15]
+    with pytest.raises(ValueError, match="--morphology_kernel_size"):
+        script.parse_args([*common, "--morphology_kernel_size", "0"])
+
+
+def test_a_batch_larger_than_the_data_is_refused(base_model, tmp_path):
+    with pytest.raises(ValueError, match="no full batch"):
+        run("train_teacher", "--pretrained_model_name_or_path", base_model, "--output_dir", tmp_path,
+            "--train_batch_size", 1000)  # fmt: skip
