@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import torch
+from synthetic_base_model import UNET, VAE, build_base_model
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = REPO / "training"
@@ -40,83 +41,34 @@ RESULTS = REPO / "benchmarks" / "results" / "synthetic_ablation.md"
 # The recipe. Sizes are chosen so that the whole run fits in about an hour on 2 CPU cores.
 FULL = dict(
     image_size=128,
-    resolution=96,
-    num_train=1500,
+    resolution=64,
+    num_train=3000,
     num_test=60,
-    teacher_steps=800,
-    student_steps=600,
-    decoder_steps=800,
+    batch_size=32,
+    vae_steps=1000,
+    teacher_steps=1800,
+    student_steps=800,
+    decoder_steps=500,
 )
 QUICK = dict(
     image_size=64,
-    resolution=64,
+    resolution=32,
     num_train=8,
     num_test=2,
+    batch_size=4,
+    vae_steps=2,
     teacher_steps=2,
     student_steps=2,
     decoder_steps=2,
 )
-BATCH_SIZE = 8
-UNET = dict(
-    block_out_channels=(32, 64, 96, 96),
-    layers_per_block=2,
-    norm_num_groups=16,
-    cross_attention_dim=64,
-    attention_head_dim=4,
-    sample_size=32,
-)
-VAE = dict(
-    block_out_channels=(32, 64, 64),
-    norm_num_groups=16,
-    layers_per_block=1,
-    latent_channels=4,
-)
-TEXT = dict(
-    hidden_size=64, intermediate_size=128, num_attention_heads=4, num_hidden_layers=2
-)
+# The paper's region-map erosion kernel is 15 px at 512 px; scaled to the training resolution (odd, at least 3).
+KERNEL_AT_512 = 15
 DECODER = dict(
     aligned_channels=32,
     convstream_channels=[16, 32, 48],
     fusion_channels=[64, 32, 16, 16],
     head_channels=8,
 )
-
-
-def build_base_model(path: Path, seed: int) -> None:
-    """A Stable-Diffusion-shaped folder of small random models: vae/, text_encoder/, tokenizer/, unet/."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from diffusers_matte.testing import get_dummy_tokenizer, get_dummy_unet_init_dict
-
-    tokenizer = get_dummy_tokenizer()
-    torch.manual_seed(seed)
-    blocks = len(VAE["block_out_channels"])
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * blocks,
-        up_block_types=("UpDecoderBlock2D",) * blocks,
-        **VAE,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            max_position_embeddings=tokenizer.model_max_length,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            **TEXT,
-        )
-    )
-    unet = UNet2DConditionModel(**get_dummy_unet_init_dict(**UNET))
-    for name, component in [
-        ("vae", vae),
-        ("text_encoder", text_encoder),
-        ("tokenizer", tokenizer),
-        ("unet", unet),
-    ]:
-        component.save_pretrained(path / name)
 
 
 class Stages:
@@ -143,9 +95,12 @@ class Stages:
         start = time.perf_counter()
         with (output_dir.parent / f"{output_dir.name}.log").open("w") as out:
             subprocess.run(command, check=True, stdout=out, stderr=subprocess.STDOUT)
+        self.record(name, start)
+        return output_dir
+
+    def record(self, name: str, start: float) -> None:
         self.seconds[name] = time.perf_counter() - start
         self.path.write_text(json.dumps(self.seconds, indent=1))
-        return output_dir
 
 
 def main(argv=None) -> None:
@@ -167,26 +122,33 @@ def main(argv=None) -> None:
     work.mkdir(parents=True, exist_ok=True)
 
     base, data = work / "base", work / "data"
-    if not (base / "unet").exists():
-        build_base_model(base, args.seed)
+    stages = Stages(work)
+    start = time.perf_counter()
     if not data.exists():
         from diffusers_matte.data.synthetic import load_synthetic_matting
 
         load_synthetic_matting(
             sizes["num_train"], sizes["num_test"], args.seed, sizes["image_size"]
         ).save_to_disk(str(data))
+    if not (base / "unet").exists():
+        import datasets
+
+        rows = datasets.load_from_disk(str(data))["train"]
+        build_base_model(base, rows, args.seed, sizes["vae_steps"])
+        stages.record("data and base model (VAE pretraining)", start)
 
     common = [
         "--pretrained_model_name_or_path", base, "--dataset", data, "--resolution", sizes["resolution"],
-        "--train_batch_size", BATCH_SIZE, "--report_to", "none", "--seed", args.seed, "--checkpointing_steps", 10**9,
+        "--train_batch_size", sizes["batch_size"], "--report_to", "none", "--seed", args.seed, "--checkpointing_steps", 10**9,
     ]  # fmt: skip
+    kernel = max(3, round(KERNEL_AT_512 * sizes["resolution"] / 512) | 1)
+    common += ["--morphology_kernel_size", kernel]
     decoder_config = work / "decoder.json"
     decoder_config.write_text(json.dumps(DECODER))
-    stages = Stages(work)
-    stage1 = stages.run("stage 1: teacher", "train_teacher", work / "teacher", *common,
-                        "--max_train_steps", sizes["teacher_steps"], "--learning_rate", 5e-4)  # fmt: skip
     # Table 4's milestones, scaled to runs this short, cut the learning rate after 20% of the steps: plain poly-0.9.
     no_milestones = ["--lr_milestones", "--lr_milestone_values"]
+    stage1 = stages.run("stage 1: teacher", "train_teacher", work / "teacher", *common,
+                        "--max_train_steps", sizes["teacher_steps"], "--learning_rate", 1e-3, *no_milestones)  # fmt: skip
     student_args = [
         "--max_train_steps",
         sizes["student_steps"],
@@ -202,15 +164,20 @@ def main(argv=None) -> None:
         "(c) full framework (distillation, eq. 9)": ["--teacher_model_name_or_path", stage1],
     }  # fmt: skip
     pipelines = {}
-    for key, (name, extra) in zip("abc", variants.items()):
+    # (c) first: it is the demonstration model, and an interrupted run resumes where it stopped
+    for key, (name, extra) in reversed(list(zip("abc", variants.items()))):
         student = stages.run(f"{name}: stage 2", "train_distill", work / f"student_{key}", *common, *student_args,
                              *extra)  # fmt: skip
         pipelines[name] = stages.run(f"{name}: stage 3", "train_matting_decoder", work / f"pipeline_{key}", *common,
                                      "--student_model_name_or_path", student, "--max_train_steps",
                                      sizes["decoder_steps"], "--learning_rate", 1e-3, *no_milestones,
                                      "--decoder_config", decoder_config)  # fmt: skip
+    pipelines = {
+        name: pipelines[name] for name in variants
+    }  # the table in the order a, b, c
     table = evaluate(pipelines, data, work)
-    write_results(args, sizes, table, stages.seconds)
+    probes = probe_grounding(base, stage1, pipelines, data, sizes["resolution"])
+    write_results(args, sizes, table, probes, stages.seconds)
     if args.install_demo:
         if DEMO_DIR.exists():
             shutil.rmtree(DEMO_DIR)
@@ -266,7 +233,31 @@ def evaluate(pipelines: dict, data: Path, work: Path) -> dict:
     return table
 
 
-def write_results(args, sizes: dict, table: dict, seconds: dict) -> None:
+def probe_grounding(
+    base: Path, teacher: Path, pipelines: dict, data: Path, resolution: int
+) -> dict:
+    """`grounding_probe` of the stage-1 teacher and of each variant's coarse and final alpha."""
+    import datasets
+
+    import grounding_probe
+    from diffusers_matte import SoftGroundingMattingPipeline
+
+    test = datasets.load_from_disk(str(data))["test"]
+    predictors = {
+        ("stage 1 teacher", "P(not background)"): grounding_probe.teacher_predictor(
+            base, teacher, resolution
+        )
+    }
+    for name, folder in pipelines.items():
+        pipe = SoftGroundingMattingPipeline.from_pretrained(folder)
+        for output, predict in grounding_probe.pipeline_predictors(pipe).items():
+            predictors[(name, output)] = predict
+    return {
+        key: grounding_probe.probe(test, predict) for key, predict in predictors.items()
+    }
+
+
+def write_results(args, sizes: dict, table: dict, probes: dict, seconds: dict) -> None:
     columns = ["sad", "mse", "grad", "conn"]
     types = ["keyword", "basic", "absolute", "relative"]
     command = (
@@ -280,12 +271,16 @@ def write_results(args, sizes: dict, table: dict, seconds: dict) -> None:
         "",
         f"Command: `{command}`{' --install_demo' if args.install_demo else ''}",
         "",
-        f"CPU only ({torch.get_num_threads()} threads), random initialisation (no Stable Diffusion weights): a small "
-        f"SD-shaped UNet {UNET['block_out_channels']}, VAE {VAE['block_out_channels']}, 2-layer CLIP text encoder; "
-        f"{sizes['num_train']} training images of {sizes['image_size']} px trained at {sizes['resolution']} px, batch {BATCH_SIZE}; stage 1 "
-        f"{sizes['teacher_steps']} steps, stage 2 {sizes['student_steps']} steps, stage 3 {sizes['decoder_steps']} "
-        f"steps. Test split: {first['num_instances']} instances x 4 expressions = {first['num_samples']} samples, "
-        "whole image, native resolution. Units: SAD, GRAD, CONN / 1000 as DIM `evaluate.m`; MSE raw.",
+        f"CPU only ({torch.get_num_threads()} threads), no Stable Diffusion or CLIP weights (see "
+        "`benchmarks/synthetic_base_model.py`): a small SD-shaped UNet "
+        f"{UNET['block_out_channels']} and a 2-layer CLIP text encoder, both randomly initialised, a VAE "
+        f"{VAE['block_out_channels']} pretrained as an autoencoder for {sizes['vae_steps']} steps and a tokenizer "
+        f"learned on the training expressions; {sizes['num_train']} training images of {sizes['image_size']} px "
+        f"trained at {sizes['resolution']} px, batch {sizes['batch_size']}; stage 1 {sizes['teacher_steps']} steps, stage 2 "
+        f"{sizes['student_steps']} steps, stage 3 {sizes['decoder_steps']} steps. Test split: "
+        f"{first['num_instances']} instances x 4 expressions = {first['num_samples']} samples, predicted at "
+        f"{sizes['resolution']} px and compared at native resolution on the "
+        "whole image. Units: SAD, GRAD, CONN / 1000 as DIM `evaluate.m`; MSE raw.",
         "",
         "| variant | "
         + " | ".join(c.upper() for c in columns)
@@ -299,6 +294,20 @@ def write_results(args, sizes: dict, table: dict, seconds: dict) -> None:
         cells = [f"{mean[c]:.4f}" if c == "mse" else f"{mean[c]:.3f}" for c in columns]
         cells += [f"{per_type[t]['sad']:.3f}" if t in per_type else "-" for t in types]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Grounding probe (`benchmarks/grounding_probe.py`): mean prediction over the referred instance, over the "
+        "image's other instances and over the background, averaged over every (instance, expression) pair of the "
+        "test split. Grounding shows as referred >> others.",
+        "",
+        "| model | prediction | referred | others | background |",
+        "|---|---|---|---|---|",
+    ]
+    for (name, output), means in probes.items():
+        cells = " | ".join(
+            f"{means[part]:.3f}" for part in ("referred", "others", "background")
+        )
+        lines.append(f"| {name} | {output} | {cells} |")
     lines += [
         "",
         "Training wall time (this machine, shared with other work while it ran):",

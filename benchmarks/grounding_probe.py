@@ -1,0 +1,120 @@
+# Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
+"""How much grounding a model has learned, on the synthetic test split.
+
+For every instance and each of its expressions, the mean prediction over three sets of pixels of the image: the
+referred instance (alpha > 0), the image's other instances, and the background. A model that ignores the text
+predicts the same on the referred and the other instances; one that grounds predicts high on the first and low on
+the second. SAD alone cannot tell "found nothing" from "found the wrong object".
+
+Predictions probed: the teacher's probability of "not background" (its region head, eq. 2), and a pipeline's
+coarse alpha (the student, eq. 7) and final alpha (the matting decoder).
+"""
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+PARTS = ("referred", "others", "background")
+
+
+def _images(rows) -> Iterable[tuple[object, list[np.ndarray], list[list[str]]]]:
+    """(image, instance alphas in [0, 1], per instance its expressions) for every test image."""
+    by_image: dict[str, list[int]] = {}
+    for index, image_id in enumerate(rows["image_id"]):
+        by_image.setdefault(image_id, []).append(index)
+    for indices in by_image.values():
+        instances = [rows[i] for i in indices]
+        alphas = [np.asarray(r["alpha"], dtype=np.float32) / 255.0 for r in instances]
+        yield instances[0]["image"], alphas, [r["texts"] for r in instances]
+
+
+def _parts(alphas: list[np.ndarray], k: int) -> tuple[np.ndarray, ...]:
+    referred = alphas[k] > 0
+    others = np.zeros_like(referred)
+    for j, alpha in enumerate(alphas):
+        if j != k:
+            others |= alpha > 0
+    others &= ~referred
+    return referred, others, ~referred & ~others
+
+
+def probe(rows, predict: Callable[[object, list[str]], list[np.ndarray]]) -> dict:
+    """Mean of `predict(image, prompts)` (one native-size map per prompt) over the referred instance, the other
+    instances and the background, averaged over every (instance, expression) pair."""
+    sums = {part: [] for part in PARTS}
+    for image, alphas, texts in _images(rows):
+        for t in range(len(texts[0])):
+            maps = predict(image, [expressions[t] for expressions in texts])
+            for k, prediction in enumerate(maps):
+                for part, mask in zip(PARTS, _parts(alphas, k)):
+                    if mask.any():
+                        sums[part].append(float(prediction[mask].mean()))
+    return {part: float(np.mean(values)) for part, values in sums.items()}
+
+
+def _native(maps: torch.Tensor, size: tuple[int, int]) -> list[np.ndarray]:
+    """(N, 1, h, w) maps bilinearly resized to the image's (H, W)."""
+    maps = F.interpolate(maps.float(), size=size, mode="bilinear", align_corners=False)
+    return list(maps[:, 0].cpu().numpy())
+
+
+def teacher_predictor(base, teacher, resolution: int) -> Callable:
+    """The teacher's P(not background) (1 - softmax background), with the base model's VAE and text encoder."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from diffusers_matte.models.text_adapter import TextAdapter
+    from diffusers_matte.models.unet_matte import MatteUNet2DConditionModel
+    from diffusers_matte.pipelines.soft_grounding.pipeline_soft_grounding import (
+        encode_latents,
+        tokenize,
+    )
+
+    vae = AutoencoderKL.from_pretrained(base, subfolder="vae").eval()
+    text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder").eval()
+    tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer")
+    unet = MatteUNet2DConditionModel.from_pretrained(teacher, subfolder="unet").eval()
+    adapter = TextAdapter.from_pretrained(teacher, subfolder="text_adapter").eval()
+
+    @torch.no_grad()
+    def predict(image, prompts: list[str]) -> list[np.ndarray]:
+        image = image.convert("RGB")
+        pixels = np.asarray(
+            image.resize((resolution, resolution), resample=Image.BICUBIC)
+        )
+        pixels = (
+            torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+        )
+        latents = encode_latents(vae, pixels, vae.device)
+        ids, _ = tokenize(tokenizer, text_encoder, prompts)
+        text = adapter(text_encoder(ids)[0])
+        logits = unet(latents.expand(len(prompts), -1, -1, -1), 0, text).sample
+        not_background = 1 - logits.softmax(1)[:, :1]
+        return _native(not_background, image.size[::-1])
+
+    return predict
+
+
+def pipeline_predictors(pipe) -> dict[str, Callable]:
+    """A pipeline's coarse alpha (student) and final alpha (decoder), each at the image's size."""
+    cache: dict = {}
+
+    def run(image, prompts):
+        key = (id(image), tuple(prompts))
+        if key not in cache:
+            cache.clear()
+            out = pipe(image, prompt=prompts, output_type="pt")
+            size = image.size[::-1]
+            cache[key] = {
+                "coarse alpha": _native(torch.stack(list(out.coarse_alpha)), size),
+                "alpha": _native(torch.stack(list(out.alpha)), size),
+            }
+        return cache[key]
+
+    return {
+        name: (lambda image, prompts, name=name: run(image, prompts)[name])
+        for name in ("coarse alpha", "alpha")
+    }
