@@ -4,11 +4,12 @@
 The paper starts from Stable Diffusion and CLIP weights, which are not available here. Their stand-ins:
 
 * a CLIP tokenizer whose BPE is learned on the synthetic training expressions, so that each word of the
-  synthetic vocabulary is one token (a random tokenizer splits "dandelion" into five pieces);
+  synthetic vocabulary is one token (the tests' generic offline tokenizer splits "dandelion" into five pieces);
 * a small VAE pretrained as an autoencoder on the synthetic training images (a random VAE encoder keeps
   almost nothing of the image: a 3x3 neighbourhood of its latents explains about 15% of the colour variance
   of the pixels below it), with `scaling_factor` set from its latents' spread, as Stable Diffusion's;
-* a randomly initialised CLIP text encoder and UNet (both are trained or adapted by the recipe's stages).
+* a randomly initialised UNet (trained by the stages) and CLIP text encoder (frozen, as in the paper: the
+  trained text adapter on top of it is what learns).
 """
 
 from pathlib import Path
