@@ -91,9 +91,8 @@ def _image_batches(rows, batch_size: int, crop: int, seed: int):
         crops = []
         for i in rng.integers(0, len(rows), batch_size):
             image = np.asarray(rows[int(i)]["image"].convert("RGB"))
-            top, left = rng.integers(0, image.shape[0] - crop + 1), rng.integers(
-                0, image.shape[1] - crop + 1
-            )
+            top = rng.integers(0, image.shape[0] - crop + 1)
+            left = rng.integers(0, image.shape[1] - crop + 1)
             crops.append(image[top : top + crop, left : left + crop])
         pixels = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()
         yield pixels / 127.5 - 1
@@ -110,8 +109,8 @@ def pretrain_vae(
 ) -> None:
     """Train `vae` as an autoencoder on random crops (the VAE is convolutional; crops keep a CPU step short): L1 +
     MSE reconstruction from a posterior sample, plus a small KL term (weight 1e-6, as Stable Diffusion's VAE). Then
-    set `scaling_factor` to 1 / std of the latents (posterior
-    mode), so that the UNet sees latents of unit spread, as with Stable Diffusion's factor 0.18215.
+    set `scaling_factor` to 1 / std of the latents (posterior mode), so that the UNet sees latents of unit spread,
+    as with Stable Diffusion's factor 0.18215.
     """
     if steps <= 0:
         return

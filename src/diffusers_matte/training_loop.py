@@ -327,9 +327,8 @@ def train(
     prepared = accelerator.prepare(*models.values(), optimizer, dataloader, scheduler)
     wrapped = dict(zip(names, prepared[: len(names)]))
     optimizer, dataloader, scheduler = prepared[len(names) :]
-    if (
-        len(dataloader) == 0
-    ):  # drop_last: an epoch without a full batch would loop forever
+    # drop_last: an epoch without a full batch would loop forever
+    if len(dataloader) == 0:
         raise ValueError(
             f"--train_batch_size {args.train_batch_size} x {accelerator.num_processes} process(es) is more than "
             f"the {len(dataloader.dataset)} training rows: there is no full batch to train on."
