@@ -6,8 +6,10 @@ referred instance (alpha > 0), the image's other instances, and the background. 
 predicts the same on the referred and the other instances; one that grounds predicts high on the first and low on
 the second. SAD alone cannot tell "found nothing" from "found the wrong object".
 
-Predictions probed: the teacher's probability of "not background" (its region head, eq. 2), and a pipeline's
-coarse alpha (the student, eq. 7) and final alpha (the matting decoder).
+Predictions probed: the teacher's probabilities of "not background" and of "foreground" (its region head, eq. 2),
+and a pipeline's coarse alpha (the student, eq. 7) and final alpha (the matting decoder). Each is also scored as if
+it were the alpha matte (SAD against the referred instance's alpha, / 1000 as the evaluation): the teacher's
+P(foreground) read that way bounds what distilling it can give.
 """
 
 from collections.abc import Callable, Iterable
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 PARTS = ("referred", "others", "background")
+TEACHER_OUTPUTS = ("P(not background)", "P(foreground)")
 
 
 def _images(rows) -> Iterable[tuple[object, list[np.ndarray], list[list[str]]]]:
@@ -43,8 +46,9 @@ def _parts(alphas: list[np.ndarray], k: int) -> tuple[np.ndarray, ...]:
 
 def probe(rows, predict: Callable[[object, list[str]], list[np.ndarray]]) -> dict:
     """Mean of `predict(image, prompts)` (one native-size map per prompt) over the referred instance, the other
-    instances and the background, averaged over every (instance, expression) pair."""
-    sums = {part: [] for part in PARTS}
+    instances and the background, and its SAD (/ 1000) against the referred alpha, averaged over every (instance,
+    expression) pair. Keys: `PARTS` and `"sad"`."""
+    sums = {part: [] for part in (*PARTS, "sad")}
     for image, alphas, texts in _images(rows):
         for t in range(len(texts[0])):
             maps = predict(image, [expressions[t] for expressions in texts])
@@ -52,6 +56,7 @@ def probe(rows, predict: Callable[[object, list[str]], list[np.ndarray]]) -> dic
                 for part, mask in zip(PARTS, _parts(alphas, k)):
                     if mask.any():
                         sums[part].append(float(prediction[mask].mean()))
+                sums["sad"].append(float(np.abs(prediction - alphas[k]).sum()) / 1000)
     return {part: float(np.mean(values)) for part, values in sums.items()}
 
 
@@ -61,11 +66,20 @@ def _native(maps: torch.Tensor, size: tuple[int, int]) -> list[np.ndarray]:
     return list(maps[:, 0].cpu().numpy())
 
 
-def teacher_predictor(base, teacher, resolution: int) -> Callable:
-    """The teacher's P(not background) (1 - softmax background), with the base model's VAE and text encoder."""
+def teacher_predictor(
+    base, teacher, resolution: int, output: str = "P(not background)"
+) -> Callable:
+    """The teacher's region probabilities, with the base model's VAE and text encoder.
+
+    Args:
+        output: one of `TEACHER_OUTPUTS`: 1 - softmax(background), or softmax(foreground).
+    """
+    if output not in TEACHER_OUTPUTS:
+        raise ValueError(f"`output` must be one of {TEACHER_OUTPUTS}, got {output!r}.")
     from diffusers import AutoencoderKL
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    from diffusers_matte.data.targets import REGION_BACKGROUND, REGION_FOREGROUND
     from diffusers_matte.models.text_adapter import TextAdapter
     from diffusers_matte.models.unet_matte import MatteUNet2DConditionModel
     from diffusers_matte.pipelines.soft_grounding.pipeline_soft_grounding import (
@@ -92,8 +106,12 @@ def teacher_predictor(base, teacher, resolution: int) -> Callable:
         ids, _ = tokenize(tokenizer, text_encoder, prompts)
         text = adapter(text_encoder(ids)[0])
         logits = unet(latents.expand(len(prompts), -1, -1, -1), 0, text).sample
-        not_background = 1 - logits.softmax(1)[:, :1]
-        return _native(not_background, image.size[::-1])
+        probs = logits.softmax(1)
+        if output == "P(foreground)":
+            maps = probs[:, REGION_FOREGROUND : REGION_FOREGROUND + 1]
+        else:
+            maps = 1 - probs[:, REGION_BACKGROUND : REGION_BACKGROUND + 1]
+        return _native(maps, image.size[::-1])
 
     return predict
 

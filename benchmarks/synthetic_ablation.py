@@ -116,10 +116,18 @@ def main(argv=None) -> None:
         "--install_demo", action="store_true", help=f"copy variant (c) to {DEMO_DIR}"
     )
     parser.add_argument("--results", type=Path, default=RESULTS)
+    for (
+        key
+    ) in FULL:  # e.g. a longer stage 1 where a GPU is at hand: --teacher_steps 30000
+        parser.add_argument(
+            f"--{key}", type=int, default=None, help=f"default {FULL[key]}"
+        )
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
+    sizes = dict(QUICK if args.quick else FULL)
+    sizes.update({k: getattr(args, k) for k in FULL if getattr(args, k) is not None})
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
+    check_recipe(work / "recipe.json", sizes)
 
     base, data = work / "base", work / "data"
     stages = Stages(work)
@@ -186,6 +194,23 @@ def main(argv=None) -> None:
         print(f"installed the demonstration model in {DEMO_DIR}")
 
 
+def check_recipe(path: Path, sizes: dict) -> None:
+    """Stages resume from a work folder: refuse one that was made with other sizes rather than mix two recipes."""
+    if path.exists():
+        made_with = json.loads(path.read_text())
+        if made_with != sizes:
+            changed = {
+                k: (made_with.get(k), v)
+                for k, v in sizes.items()
+                if made_with.get(k) != v
+            }
+            raise SystemExit(
+                f"{path.parent} was made with another recipe ({changed}, as (was, now)); use a new --work_dir."
+            )
+    else:
+        path.write_text(json.dumps(sizes, indent=1))
+
+
 def base_as_teacher(base: Path, stage1: Path, work: Path) -> Path:
     """Variant (a) starts from the base UNet itself (no localisation stage); the text adapter is fresh."""
     folder = work / "base_as_teacher"
@@ -244,9 +269,10 @@ def probe_grounding(
 
     test = datasets.load_from_disk(str(data))["test"]
     predictors = {
-        ("stage 1 teacher", "P(not background)"): grounding_probe.teacher_predictor(
-            base, teacher, resolution
+        ("stage 1 teacher", output): grounding_probe.teacher_predictor(
+            base, teacher, resolution, output
         )
+        for output in grounding_probe.TEACHER_OUTPUTS
     }
     for name, folder in pipelines.items():
         pipe = SoftGroundingMattingPipeline.from_pretrained(folder)
@@ -257,21 +283,33 @@ def probe_grounding(
     }
 
 
+def device_description() -> str:
+    """Where the training scripts ran: accelerate picks the GPU when there is one."""
+    if torch.cuda.is_available():
+        return f"Trained on {torch.cuda.get_device_name()}"
+    return f"CPU only ({torch.get_num_threads()} threads)"
+
+
 def write_results(args, sizes: dict, table: dict, probes: dict, seconds: dict) -> None:
     columns = ["sad", "mse", "grad", "conn"]
     types = ["keyword", "basic", "absolute", "relative"]
+    overrides = "".join(
+        f" --{k} {getattr(args, k)}" for k in FULL if getattr(args, k) is not None
+    )
     command = (
         "python benchmarks/synthetic_ablation.py --work_dir "
         + str(args.work_dir)
         + (" --quick" if args.quick else "")
+        + overrides
+        + (" --install_demo" if args.install_demo else "")
     )
     first = next(iter(table.values()))
     lines = [
         "# Small-scale replication of the framework ablation (paper Table 3) on the synthetic set",
         "",
-        f"Command: `{command}`{' --install_demo' if args.install_demo else ''}",
+        f"Command: `{command}`",
         "",
-        f"CPU only ({torch.get_num_threads()} threads), no Stable Diffusion or CLIP weights (see "
+        f"{device_description()}, no Stable Diffusion or CLIP weights (see "
         "`benchmarks/synthetic_base_model.py`): a small SD-shaped UNet "
         f"{UNET['block_out_channels']} and a 2-layer CLIP text encoder, both randomly initialised, a VAE "
         f"{VAE['block_out_channels']} pretrained as an autoencoder for {sizes['vae_steps']} steps and a tokenizer "
@@ -298,14 +336,16 @@ def write_results(args, sizes: dict, table: dict, probes: dict, seconds: dict) -
         "",
         "Grounding probe (`benchmarks/grounding_probe.py`): mean prediction over the referred instance, over the "
         "image's other instances and over the background, averaged over every (instance, expression) pair of the "
-        "test split. Grounding shows as referred >> others.",
+        "test split; grounding shows as referred >> others. Last column: the prediction scored as if it were the "
+        "alpha matte (SAD, as the table above; for the teacher's P(foreground), what distilling it can give at "
+        "best without the decoder's help).",
         "",
-        "| model | prediction | referred | others | background |",
-        "|---|---|---|---|---|",
+        "| model | prediction | referred | others | background | SAD as alpha |",
+        "|---|---|---|---|---|---|",
     ]
     for (name, output), means in probes.items():
         cells = " | ".join(
-            f"{means[part]:.3f}" for part in ("referred", "others", "background")
+            f"{means[part]:.3f}" for part in ("referred", "others", "background", "sad")
         )
         lines.append(f"| {name} | {output} | {cells} |")
     lines += [
