@@ -16,16 +16,13 @@ REGION_CLASSES = ("background", "foreground", "transparent")
 
 
 class ConvBNReLU(nn.Sequential):
-    """3x3 convolution, batch normalisation and ReLU: the building block the paper names "ConvBNReLU"."""
+    """3x3 convolution without bias, batch normalisation and ReLU: the block the paper (its heads) and ViTMatte (its
+    detail-capture decoder) both call "ConvBNReLU"."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__(
             nn.Conv2d(
-                in_channels,
-                out_channels,
-                kernel_size,
-                padding=kernel_size // 2,
-                bias=False,
+                in_channels, out_channels, 3, stride=stride, padding=1, bias=False
             ),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),

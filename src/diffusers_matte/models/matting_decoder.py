@@ -19,6 +19,9 @@ from diffusers.models.modeling_utils import (
 from diffusers.utils import BaseOutput
 from torch import nn
 
+# From the heads module: remote-code loading follows one level of same-folder imports, not two.
+from .heads import ConvBNReLU
+
 
 @dataclass
 class MattingDecoderOutput(BaseOutput):
@@ -32,19 +35,6 @@ class MattingDecoderOutput(BaseOutput):
 
     alpha: torch.Tensor
     hidden_states: torch.Tensor
-
-
-class ConvBNReLU(nn.Sequential):
-    """3x3 convolution without bias, BatchNorm, ReLU (ViTMatte's basic block)."""
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
-        super().__init__(
-            nn.Conv2d(
-                in_channels, out_channels, 3, stride=stride, padding=1, bias=False
-            ),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        )
 
 
 class FusionBlock(nn.Module):
