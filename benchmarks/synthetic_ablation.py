@@ -301,6 +301,7 @@ def write_results(args, sizes: dict, table: dict, probes: dict, seconds: dict) -
         + str(args.work_dir)
         + (" --quick" if args.quick else "")
         + overrides
+        + ("" if args.results == RESULTS else f" --results {args.results}")
         + (" --install_demo" if args.install_demo else "")
     )
     first = next(iter(table.values()))
