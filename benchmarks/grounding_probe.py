@@ -44,20 +44,30 @@ def _parts(alphas: list[np.ndarray], k: int) -> tuple[np.ndarray, ...]:
     return referred, others, ~referred & ~others
 
 
-def probe(rows, predict: Callable[[object, list[str]], list[np.ndarray]]) -> dict:
-    """Mean of `predict(image, prompts)` (one native-size map per prompt) over the referred instance, the other
-    instances and the background, and its SAD (/ 1000) against the referred alpha, averaged over every (instance,
-    expression) pair. Keys: `PARTS` and `"sad"`."""
-    sums = {part: [] for part in (*PARTS, "sad")}
+def probe(
+    rows, predict: Callable[[object, list[str]], dict[str, list[np.ndarray]]]
+) -> dict[str, dict[str, float]]:
+    """Mean of each output of `predict(image, prompts)` (`{output: one native-size map per prompt}`, so a model
+    runs once for all its outputs) over the referred instance, the other instances and the background, and its SAD
+    (/ 1000) against the referred alpha, averaged over every (instance, expression) pair.
+    Returns `{output: {part: mean}}`, parts `PARTS` and `"sad"`."""
+    sums: dict[str, dict[str, list[float]]] = {}
     for image, alphas, texts in _images(rows):
         for t in range(len(texts[0])):
-            maps = predict(image, [expressions[t] for expressions in texts])
-            for k, prediction in enumerate(maps):
-                for part, mask in zip(PARTS, _parts(alphas, k)):
-                    if mask.any():
-                        sums[part].append(float(prediction[mask].mean()))
-                sums["sad"].append(float(np.abs(prediction - alphas[k]).sum()) / 1000)
-    return {part: float(np.mean(values)) for part, values in sums.items()}
+            outputs = predict(image, [expressions[t] for expressions in texts])
+            for output, maps in outputs.items():
+                values = sums.setdefault(output, {part: [] for part in (*PARTS, "sad")})
+                for k, prediction in enumerate(maps):
+                    for part, mask in zip(PARTS, _parts(alphas, k)):
+                        if mask.any():
+                            values[part].append(float(prediction[mask].mean()))
+                    values["sad"].append(
+                        float(np.abs(prediction - alphas[k]).sum()) / 1000
+                    )
+    return {
+        output: {part: float(np.mean(v)) for part, v in values.items()}
+        for output, values in sums.items()
+    }
 
 
 def _native(maps: torch.Tensor, size: tuple[int, int]) -> list[np.ndarray]:
@@ -67,15 +77,16 @@ def _native(maps: torch.Tensor, size: tuple[int, int]) -> list[np.ndarray]:
 
 
 def teacher_predictor(
-    base, teacher, resolution: int, output: str = "P(not background)"
+    base, teacher, resolution: int, outputs: tuple[str, ...] = TEACHER_OUTPUTS
 ) -> Callable:
     """The teacher's region probabilities, with the base model's VAE and text encoder.
 
     Args:
-        output: one of `TEACHER_OUTPUTS`: 1 - softmax(background), or softmax(foreground).
+        outputs: some of `TEACHER_OUTPUTS`: 1 - softmax(background), softmax(foreground).
     """
-    if output not in TEACHER_OUTPUTS:
-        raise ValueError(f"`output` must be one of {TEACHER_OUTPUTS}, got {output!r}.")
+    unknown = [output for output in outputs if output not in TEACHER_OUTPUTS]
+    if unknown:
+        raise ValueError(f"`outputs` must be among {TEACHER_OUTPUTS}, got {unknown}.")
     from diffusers import AutoencoderKL
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -94,7 +105,7 @@ def teacher_predictor(
     adapter = TextAdapter.from_pretrained(teacher, subfolder="text_adapter").eval()
 
     @torch.no_grad()
-    def predict(image, prompts: list[str]) -> list[np.ndarray]:
+    def predict(image, prompts: list[str]) -> dict[str, list[np.ndarray]]:
         image = image.convert("RGB")
         pixels = np.asarray(
             image.resize((resolution, resolution), resample=Image.BICUBIC)
@@ -107,32 +118,25 @@ def teacher_predictor(
         text = adapter(text_encoder(ids)[0])
         logits = unet(latents.expand(len(prompts), -1, -1, -1), 0, text).sample
         probs = logits.softmax(1)
-        if output == "P(foreground)":
-            maps = probs[:, REGION_FOREGROUND : REGION_FOREGROUND + 1]
-        else:
-            maps = 1 - probs[:, REGION_BACKGROUND : REGION_BACKGROUND + 1]
-        return _native(maps, image.size[::-1])
+        maps = {
+            "P(not background)": 1
+            - probs[:, REGION_BACKGROUND : REGION_BACKGROUND + 1],
+            "P(foreground)": probs[:, REGION_FOREGROUND : REGION_FOREGROUND + 1],
+        }
+        return {output: _native(maps[output], image.size[::-1]) for output in outputs}
 
     return predict
 
 
-def pipeline_predictors(pipe) -> dict[str, Callable]:
-    """A pipeline's coarse alpha (student) and final alpha (decoder), each at the image's size."""
-    cache: dict = {}
+def pipeline_predictor(pipe) -> Callable:
+    """A pipeline's coarse alpha (student) and final alpha (decoder), each at the image's size, from one call."""
 
-    def run(image, prompts):
-        key = (id(image), tuple(prompts))
-        if key not in cache:
-            cache.clear()
-            out = pipe(image, prompt=prompts, output_type="pt")
-            size = image.size[::-1]
-            cache[key] = {
-                "coarse alpha": _native(torch.stack(list(out.coarse_alpha)), size),
-                "alpha": _native(torch.stack(list(out.alpha)), size),
-            }
-        return cache[key]
+    def predict(image, prompts: list[str]) -> dict[str, list[np.ndarray]]:
+        out = pipe(image, prompt=prompts, output_type="pt")
+        size = image.size[::-1]
+        return {
+            "coarse alpha": _native(torch.stack(list(out.coarse_alpha)), size),
+            "alpha": _native(torch.stack(list(out.alpha)), size),
+        }
 
-    return {
-        name: (lambda image, prompts, name=name: run(image, prompts)[name])
-        for name in ("coarse alpha", "alpha")
-    }
+    return predict

@@ -116,9 +116,8 @@ def main(argv=None) -> None:
         "--install_demo", action="store_true", help=f"copy variant (c) to {DEMO_DIR}"
     )
     parser.add_argument("--results", type=Path, default=RESULTS)
-    for (
-        key
-    ) in FULL:  # e.g. a longer stage 1 where a GPU is at hand: --teacher_steps 30000
+    # Every size can be overridden, e.g. a longer stage 1 where a GPU is at hand: --teacher_steps 30000
+    for key in FULL:
         parser.add_argument(
             f"--{key}", type=int, default=None, help=f"default {FULL[key]}"
         )
@@ -269,17 +268,15 @@ def probe_grounding(
 
     test = datasets.load_from_disk(str(data))["test"]
     predictors = {
-        ("stage 1 teacher", output): grounding_probe.teacher_predictor(
-            base, teacher, resolution, output
-        )
-        for output in grounding_probe.TEACHER_OUTPUTS
+        "stage 1 teacher": grounding_probe.teacher_predictor(base, teacher, resolution)
     }
     for name, folder in pipelines.items():
         pipe = SoftGroundingMattingPipeline.from_pretrained(folder)
-        for output, predict in grounding_probe.pipeline_predictors(pipe).items():
-            predictors[(name, output)] = predict
+        predictors[name] = grounding_probe.pipeline_predictor(pipe)
     return {
-        key: grounding_probe.probe(test, predict) for key, predict in predictors.items()
+        (name, output): means
+        for name, predict in predictors.items()
+        for output, means in grounding_probe.probe(test, predict).items()
     }
 
 

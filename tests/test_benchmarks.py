@@ -31,21 +31,21 @@ def _alpha_of(rows):
         for r in rows
         for text in r["texts"]
     }
-    return lambda image, prompts: [owner[p] for p in prompts]
+    return lambda image, prompts: {"oracle": [owner[p] for p in prompts]}
 
 
 def test_probe_of_an_oracle_sees_only_the_referred_instance(rows):
-    means = grounding_probe.probe(rows, _alpha_of(rows))
+    means = grounding_probe.probe(rows, _alpha_of(rows))["oracle"]
     assert means["referred"] > 0.1
     assert means["others"] == 0.0 and means["background"] == 0.0
     assert means["sad"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_probe_sad_of_an_empty_matte_is_the_alpha_mass(rows):
-    zero = lambda image, prompts: [np.zeros(image.size[::-1], np.float32)] * len(
-        prompts
-    )
-    means = grounding_probe.probe(rows, zero)
+    zero = lambda image, prompts: {
+        "zero": [np.zeros(image.size[::-1], np.float32)] * len(prompts)
+    }
+    means = grounding_probe.probe(rows, zero)["zero"]
     pairs = [
         np.asarray(r["alpha"], np.float64).sum() / 255 / 1000
         for r in rows
@@ -57,7 +57,7 @@ def test_probe_sad_of_an_empty_matte_is_the_alpha_mass(rows):
 
 def test_teacher_predictor_refuses_an_unknown_output():
     with pytest.raises(ValueError, match="P\\(foreground\\)"):
-        grounding_probe.teacher_predictor("unused", "unused", 32, output="alpha")
+        grounding_probe.teacher_predictor("unused", "unused", 32, outputs=("alpha",))
 
 
 def test_recipe_guard_refuses_a_work_dir_made_with_other_sizes(tmp_path):
