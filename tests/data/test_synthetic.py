@@ -206,3 +206,58 @@ def test_contact_sheet_script(tmp_path):
 def test_a_split_of_zero_images_is_left_out():
     only_test = load_synthetic_matting(num_train=0, num_test=1, image_size=64)
     assert list(only_test) == ["test"] and len(only_test["test"]) >= 2
+
+
+def test_scene_layout_sets_size_count_and_thin_share():
+    from diffusers_matte.data.synthetic import SceneLayout
+
+    def scenes(layout):
+        return [generate_scene([4, 0, i], size=64, layout=layout) for i in range(30)]
+
+    default, large = scenes(SceneLayout()), scenes(SceneLayout(3, 2.6, 0.0))
+    mean_area = lambda ss: np.mean(
+        [(i.alpha > 0).mean() for s in ss for i in s.instances]
+    )
+    assert mean_area(large) > 3 * mean_area(default)
+    assert all(2 <= len(s.instances) <= 3 for s in large)
+    assert not {i.category for s in large for i in s.instances} & set(THIN_THINGS)
+    for bad in (dict(max_instances=1), dict(object_scale=0), dict(thin_weight=-1)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            SceneLayout(**bad)
+
+
+def test_middle_names_only_the_middle_row(scenes):
+    for scene in scenes:
+        for inst in scene.instances:
+            for text in inst.texts[:2]:  # keyword and attributes name the instance itself
+                if " middle " in f" {text} ":
+                    assert inst.cell[1] == 1, (text, inst.cell)
+
+
+def test_paraphrase_varies_wording_and_keeps_expressions_unique():
+    from diffusers_matte.data.synthetic import SceneLayout, paraphrase
+
+    rng = np.random.default_rng(0)
+    variants = {
+        paraphrase("the top ball to the left of the gray box", rng) for _ in range(60)
+    }
+    assert "the upper sphere left of the grey cube" in variants
+    assert "the top ball to the left of the gray box" in variants
+    assert all("upper of" not in v and "lower of" not in v for v in variants)
+    layout = SceneLayout(paraphrase=True)
+    for i in range(20):
+        scene = generate_scene([7, 0, i], size=SIZE, layout=layout)
+        for same_type in zip(*[inst.texts for inst in scene.instances]):
+            assert len(set(same_type)) == len(same_type), same_type
+
+
+def test_layout_is_part_of_the_cache_key(tmp_path):
+    from diffusers_matte.data.synthetic import SceneLayout
+
+    cache = str(tmp_path / "cache")
+    small = load_synthetic_matting(2, 0, image_size=64, cache_dir=cache)["train"]
+    large = load_synthetic_matting(
+        2, 0, image_size=64, cache_dir=cache, layout=SceneLayout(3, 2.6, 1 / 3)
+    )["train"]
+    area = lambda rows: np.mean([(np.asarray(a) > 0).mean() for a in rows["alpha"]])
+    assert area(large) > 2 * area(small)
