@@ -6,12 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import grounding_probe  # noqa: E402
 import synthetic_ablation  # noqa: E402
+import synthetic_base_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +85,10 @@ def test_quick_recipe_runs_end_to_end_and_resumes(tmp_path):
         "(a) direct",
         "(b) localisation",
         "(c) full framework",
+        "(d) = (c) without text-to-image",
         "P(foreground)",
+        "(c) - (d)",
+        "latent grid",
     ):
         assert row in text
     timings = json.loads((tmp_path / "work" / "timings.json").read_text())
@@ -93,3 +98,60 @@ def test_quick_recipe_runs_end_to_end_and_resumes(tmp_path):
     assert json.loads((tmp_path / "work" / "timings.json").read_text()) == timings
     with pytest.raises(SystemExit, match="another recipe"):
         synthetic_ablation.main(argv)
+
+
+@pytest.fixture(scope="module")
+def layout_rows(tmp_path_factory):
+    from diffusers_matte.data.synthetic import SceneLayout, load_synthetic_matting
+
+    cache = str(tmp_path_factory.mktemp("layout_cache"))
+    layout = SceneLayout(3, 2.6, 1 / 3, paraphrase=True)
+    return load_synthetic_matting(4, 0, image_size=64, cache_dir=cache, layout=layout)[
+        "train"
+    ]
+
+
+def test_base_model_is_a_stable_diffusion_folder_and_resumes(layout_rows, tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    base = tmp_path / "base"
+    steps = dict(vae_steps=1, clip_steps=2, unet_steps=1, batch_size=4)
+    seconds = synthetic_base_model.build_base_model(base, layout_rows, **steps)
+    assert set(seconds) == {"tokenizer", "vae", "text_encoder", "scheduler", "unet"}
+    pipe = StableDiffusionPipeline.from_pretrained(base, safety_checker=None)
+    assert pipe.scheduler.config.beta_schedule == "scaled_linear"
+    assert pipe.tokenizer.model_max_length == synthetic_base_model.MAX_TOKENS
+    stamp = (base / "unet" / "config.json").stat().st_mtime_ns
+    assert synthetic_base_model.build_base_model(base, layout_rows, **steps) == {}
+    assert (base / "unet" / "config.json").stat().st_mtime_ns == stamp
+
+    random_unet = synthetic_base_model.without_diffusion_pretraining(
+        base, tmp_path / "d"
+    )
+    other = StableDiffusionPipeline.from_pretrained(random_unet, safety_checker=None)
+    for a, b in zip(pipe.text_encoder.parameters(), other.text_encoder.parameters()):
+        assert torch.equal(a, b)
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(pipe.unet.parameters(), other.unet.parameters())
+    )
+
+
+def test_base_tokenizer_reads_ordinary_words_whole(layout_rows):
+    tokenizer = synthetic_base_model.build_tokenizer(layout_rows)
+    words = [w for w in synthetic_base_model.EXTRA_WORDS if "-" not in w]
+    words += "the glass vase on the left".split()
+    for word in words:
+        assert len(tokenizer.tokenize(word)) == 1, (word, tokenizer.tokenize(word))
+
+
+def test_instance_views_show_only_the_named_instance(layout_rows):
+    views = synthetic_base_model.instance_views(layout_rows.select(range(2)))
+    alpha = np.asarray(layout_rows[0]["alpha"], np.float32) / 255.0
+    assert views.shape == (2, 3, 64, 64)
+    image = np.asarray(layout_rows[0]["image"], np.float32) / 127.5 - 1
+    expected = torch.from_numpy(image * alpha[..., None]).permute(2, 0, 1)
+    torch.testing.assert_close(
+        views[0], expected
+    )  # the instance as drawn, mid-grey (0) elsewhere
+    assert (alpha > 0).any() and (alpha == 0).any()

@@ -444,3 +444,35 @@ def test_8bit_adam_needs_bitsandbytes():
             get_optimizer([nn.Parameter(torch.zeros(1))], 1e-3, use_8bit_adam=True)
     else:
         pytest.skip("bitsandbytes is installed")
+
+
+def test_latent_cache_encodes_each_image_once_and_returns_the_same_latents():
+    from diffusers_matte.testing import get_dummy_components
+    from diffusers_matte.training_loop import FrozenEncoders
+
+    components = get_dummy_components()
+    plain = FrozenEncoders(
+        components["vae"], components["text_encoder"], components["tokenizer"]
+    )
+    cached = FrozenEncoders(
+        components["vae"],
+        components["text_encoder"],
+        components["tokenizer"],
+        latent_cache={},
+    )
+    pixels = (
+        torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    )
+    pixels[2] = pixels[0]  # two instances of one image
+    expected = plain.encode_image(pixels)
+    torch.testing.assert_close(
+        cached.encode_image(pixels), expected, rtol=1e-5, atol=1e-5
+    )
+    assert len(cached.latent_cache) == 2
+    calls = []
+    original = components["vae"].encode
+    components["vae"].encode = lambda *a, **k: calls.append(1) or original(*a, **k)
+    torch.testing.assert_close(
+        cached.encode_image(pixels[[1, 0]]), expected[[1, 0]], rtol=1e-5, atol=1e-5
+    )
+    assert not calls  # every image was seen: the VAE is not run again

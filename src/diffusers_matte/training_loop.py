@@ -7,6 +7,7 @@ appendix Table 4 schedule, checkpoints with `--resume_from_checkpoint latest`, l
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -130,6 +131,12 @@ def add_training_args(parser: argparse.ArgumentParser, stage: str) -> None:
         default=MORPHOLOGY_KERNEL_SIZE,
         help="erosion kernel of the region map, at --resolution (15 at 512 in the paper; scale it with the size)",
     )
+    add(
+        "--cache_latents",
+        action="store_true",
+        help="keep each image's z_I in memory after its first encoding (the VAE is frozen and the inputs are not "
+        "augmented, so it never changes): on small sets this saves the VAE encoder's share of every step",
+    )
     add("--push_to_hub", action="store_true")
     add("--hub_model_id", default=None)
     add("--hub_token", default=None)
@@ -188,6 +195,9 @@ class FrozenEncoders:
     vae: nn.Module
     text_encoder: nn.Module
     tokenizer: object
+    latent_cache: dict | None = (
+        None  # digest of an image's pixels -> its z_I, when enabled
+    )
 
     @classmethod
     def from_pretrained(
@@ -205,6 +215,7 @@ class FrozenEncoders:
                 path, subfolder="text_encoder", **kw
             ),
             tokenizer=CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw),
+            latent_cache={} if getattr(args, "cache_latents", False) else None,
         )
         for model in (encoders.vae, encoders.text_encoder):
             model.requires_grad_(False).eval().to(
@@ -218,8 +229,17 @@ class FrozenEncoders:
 
     @torch.no_grad()
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """z_I, exactly as the pipeline computes it."""
-        return encode_latents(self.vae, pixel_values, self.vae.device).float()
+        """z_I, exactly as the pipeline computes it (looked up, for images seen before, when caching)."""
+        if self.latent_cache is None:
+            return encode_latents(self.vae, pixel_values, self.vae.device).float()
+        keys = [
+            hashlib.blake2b(p.numpy().tobytes()).digest() for p in pixel_values.cpu()
+        ]
+        new = [i for i, key in enumerate(keys) if key not in self.latent_cache]
+        if new:
+            latents = encode_latents(self.vae, pixel_values[new], self.vae.device)
+            self.latent_cache.update(zip([keys[i] for i in new], latents.float().cpu()))
+        return torch.stack([self.latent_cache[key] for key in keys]).to(self.vae.device)
 
     @torch.no_grad()
     def encode_text(self, texts: list[str]) -> torch.Tensor:
