@@ -229,7 +229,9 @@ def test_scene_layout_sets_size_count_and_thin_share():
 def test_middle_names_only_the_middle_row(scenes):
     for scene in scenes:
         for inst in scene.instances:
-            for text in inst.texts[:2]:  # keyword and attributes name the instance itself
+            for text in inst.texts[
+                :2
+            ]:  # keyword and attributes name the instance itself
                 if " middle " in f" {text} ":
                     assert inst.cell[1] == 1, (text, inst.cell)
 

@@ -798,7 +798,10 @@ PARAPHRASES: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     (r"\bsmall\b", ("little",)),
     (r"\bblurry\b", ("blurred",)),
     (r"\btransparent\b", ("see-through", "clear")),
-    (r"^the (top|bottom)\b", None),  # prenominal rows: "the top ball" -> "the upper ball"
+    (
+        r"^the (top|bottom)\b",
+        None,
+    ),  # prenominal rows: "the top ball" -> "the upper ball"
     (r"\b(top|bottom) (left|right|center)\b", None),
     (r"\bcorner of the image\b", ("corner",)),
     (r"\bof the image\b", ("of the picture", "of the photo")),
@@ -1065,9 +1068,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         help="jpeg: ~6x smaller",
     )
     defaults = SceneLayout()
-    parser.add_argument(
-        "--max_instances", type=int, default=defaults.max_instances
-    )
+    parser.add_argument("--max_instances", type=int, default=defaults.max_instances)
     parser.add_argument(
         "--object_scale",
         type=float,
