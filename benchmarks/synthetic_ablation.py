@@ -43,7 +43,7 @@ from synthetic_base_model import (
     without_diffusion_pretraining,
 )
 
-from diffusers_matte.data.synthetic import SceneLayout
+from diffusers_matte.data.synthetic import REPLICATION_LAYOUT
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = REPO / "training"
@@ -77,11 +77,7 @@ QUICK = dict(
     student_steps=2,
     decoder_steps=2,
 )
-# Objects of 10-67% of the image (mean about a third), 2-3 per image, thin ones a third as often as the others:
-# a perfect alpha on the 16x16 latent grid, up-sampled, then scores about a quarter of the empty matte's SAD.
-LAYOUT = SceneLayout(
-    max_instances=3, object_scale=2.6, thin_weight=1 / 3, paraphrase=True
-)
+LAYOUT = REPLICATION_LAYOUT
 # The paper's region-map erosion kernel is 15 px at 512 px; scaled to the training resolution (odd, at least 3).
 KERNEL_AT_512 = 15
 DECODER = dict(
@@ -178,12 +174,22 @@ def main(argv=None) -> None:
         1e-3,
         *no_milestones,
     ]
-    teachers = {
-        "": stages.run("stage 1: teacher", "train_teacher", work / "teacher", "--pretrained_model_name_or_path",
-                       base, *common, *teacher_args),
-        "d": stages.run("stage 1: teacher without text-to-image pretraining", "train_teacher", work / "teacher_d",
-                        "--pretrained_model_name_or_path", base_d, *common, *teacher_args),
-    }  # fmt: skip
+    teachers = {"": work / "teacher", "d": work / "teacher_d"}
+
+    def stage1(
+        key: str,
+    ) -> Path:  # run when first needed: (c), the demonstration model, is ready first
+        stages.run(
+            "stage 1: teacher" + (" without text-to-image pretraining" if key else ""),
+            "train_teacher",
+            teachers[key],
+            "--pretrained_model_name_or_path",
+            base_d if key else base,
+            *common,
+            *teacher_args,
+        )
+        return teachers[key]  # fmt: skip
+
     student_args = [
         "--max_train_steps",
         sizes["student_steps"],
@@ -192,20 +198,21 @@ def main(argv=None) -> None:
         *no_milestones,
     ]
     variants = {
-        "a": (base, ["--teacher_model_name_or_path", base_as_teacher(base, teachers[""], work), "--student_variant",
-                     "none", "--kv_downsample", 1, 1, 1, 1, "--no_distillation", "--train_text_adapter"]),
-        "b": (base, ["--teacher_model_name_or_path", teachers[""], "--no_distillation"]),
-        "c": (base, ["--teacher_model_name_or_path", teachers[""]]),
-        "d": (base_d, ["--teacher_model_name_or_path", teachers["d"]]),
+        "a": (base, lambda: ["--teacher_model_name_or_path", base_as_teacher(base, stage1(""), work),
+                             "--student_variant", "none", "--kv_downsample", 1, 1, 1, 1, "--no_distillation",
+                             "--train_text_adapter"]),
+        "b": (base, lambda: ["--teacher_model_name_or_path", stage1(""), "--no_distillation"]),
+        "c": (base, lambda: ["--teacher_model_name_or_path", stage1("")]),
+        "d": (base_d, lambda: ["--teacher_model_name_or_path", stage1("d")]),
     }  # fmt: skip
     pipelines = {}
     # (c) first: it is the demonstration model, and an interrupted run resumes where it stopped
-    for key in "cdba":
+    for key in "cbad":
         variant_base, extra = variants[key]
         name = VARIANTS[key]
         pretrained = ["--pretrained_model_name_or_path", variant_base]
         student = stages.run(f"{name}: stage 2", "train_distill", work / f"student_{key}", *pretrained, *common,
-                             *student_args, *extra)  # fmt: skip
+                             *student_args, *extra())  # fmt: skip
         pipelines[name] = stages.run(f"{name}: stage 3", "train_matting_decoder", work / f"pipeline_{key}",
                                      *pretrained, *common, "--student_model_name_or_path", student,
                                      "--max_train_steps", sizes["decoder_steps"], "--learning_rate", 1e-3,
