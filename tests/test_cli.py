@@ -286,3 +286,16 @@ def test_readme_main_command_runs_with_the_shipped_demo_model(capsys, tmp_path):
     alpha = np.asarray(PIL.Image.open(written))
     assert alpha.shape == PIL.Image.open(repo / command.split()[2]).size[::-1]
     assert 0 < alpha.mean() < 255  # a matte, neither empty nor full
+    # the shipped model grounds: the named object is far brighter than the image's other objects
+    sys.path.insert(0, str(repo / "examples"))
+    import make_example_images
+
+    name = Path(command.split()[2]).stem
+    instances = make_example_images.scene(name).instances
+    words = prompt.split()
+    (target,) = [i for i in instances if i.category in words and i.color in words]
+    others = np.maximum.reduce([i.alpha for i in instances if i is not target])
+    alpha = alpha / 255.0
+    on_target = alpha[target.alpha > 0.5].mean()
+    on_others = alpha[(others > 0.5) & (target.alpha < 0.05)].mean()
+    assert on_target > 0.5 and on_target > 5 * on_others, (on_target, on_others)
