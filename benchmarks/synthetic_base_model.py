@@ -267,6 +267,18 @@ def pretrain_vae(
     return vae.cpu()
 
 
+def _prepare_training(model, steps: int, weight_decay: float, accelerator: Accelerator):
+    """AdamW at 5e-4 with a one-cycle schedule (5% warm-up), as the CLIP and UNet pretrainings share them."""
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=5e-4, weight_decay=weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, 5e-4, total_steps=steps, pct_start=0.05
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    return model, optimizer, schedule
+
+
 # ---------------------------------------------------------------------------------------------------- CLIP
 
 
@@ -313,11 +325,7 @@ def pretrain_text_encoder(
         views = instance_views(rows)
         texts = list(rows["texts"])
         rng = np.random.default_rng(seed)
-        optimizer = torch.optim.AdamW(clip.parameters(), lr=5e-4, weight_decay=0.1)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, 5e-4, total_steps=steps, pct_start=0.05
-        )
-        clip, optimizer = accelerator.prepare(clip, optimizer)
+        clip, optimizer, schedule = _prepare_training(clip, steps, 0.1, accelerator)
         clip.train()
         for _ in (progress := tqdm(range(steps), desc="CLIP pretraining")):
             index = rng.choice(len(views), batch_size, replace=False)
@@ -429,11 +437,7 @@ def pretrain_unet(
     latents, image_ids = encode_images(vae, rows)
     captions = image_captions(rows, rng)
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=5e-4, weight_decay=1e-2)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, 5e-4, total_steps=steps, pct_start=0.05
-    )
-    unet, optimizer = accelerator.prepare(unet, optimizer)
+    unet, optimizer, schedule = _prepare_training(unet, steps, 1e-2, accelerator)
     unet.train()
     for _ in (progress := tqdm(range(steps), desc="UNet text-to-image pretraining")):
         index = rng.choice(len(latents), batch_size, replace=False)
