@@ -27,7 +27,7 @@ EXTRAS = {
     # spconv's CPU build runs the forward pass only; on CUDA install the spconv-cu12x wheel instead.
     "sparse": ["spconv>=2.3"],
     "train": ["tensorboard>=2.14"],
-    "dev": ["pytest>=8.0", "black>=24.0"],
+    "dev": ["pytest>=8.0", "black>=24.0", "ruff>=0.6"],
 }
 
 setup(

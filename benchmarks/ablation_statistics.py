@@ -68,9 +68,7 @@ def bootstrap_interval(
     if values.size == 0:
         raise ValueError("`values` is empty; there is nothing to summarise.")
     if not np.isfinite(values).all():
-        raise ValueError(
-            "`values` holds NaN or infinite entries; drop or fix those samples first."
-        )
+        raise ValueError("`values` holds NaN or infinite entries; drop or fix those samples first.")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"`confidence` must be in (0, 1), got {confidence}.")
     if num_resamples < 1:
@@ -123,10 +121,7 @@ def summarize_samples(
 
     def intervals(subset: list[Mapping[str, Any]]) -> dict[str, Interval]:
         groups = [r[group_key] for r in subset]
-        return {
-            m: bootstrap_interval([r[m] for r in subset], groups, **bootstrap_kwargs)
-            for m in metrics
-        }
+        return {m: bootstrap_interval([r[m] for r in subset], groups, **bootstrap_kwargs) for m in metrics}
 
     subsets: dict[Any, list[Mapping[str, Any]]] = {}
     for row in rows:
@@ -164,12 +159,8 @@ def paired_difference(
             "Compare runs of the same evaluation set, both complete."
         )
     if not table_a:
-        raise ValueError(
-            "`rows_a` and `rows_b` are empty; there is nothing to compare."
-        )
-    keys = sorted(
-        table_a
-    )  # fixed order: the result does not depend on the CSVs' row order
+        raise ValueError("`rows_a` and `rows_b` are empty; there is nothing to compare.")
+    keys = sorted(table_a)  # fixed order: the result does not depend on the CSVs' row order
     _check_columns([table_a[k] for k in keys], (metric, group_key), "rows_a")
     _check_columns([table_b[k] for k in keys], (metric, group_key), "rows_b")
     for key in keys:
@@ -224,9 +215,7 @@ def latent_grid_ceiling(
     if latent_factor < 1:
         raise ValueError(f"`latent_factor` must be positive, got {latent_factor}.")
     if resolution < 0:
-        raise ValueError(
-            f"`resolution` must be non-negative (0: native size), got {resolution}."
-        )
+        raise ValueError(f"`resolution` must be non-negative (0: native size), got {resolution}.")
     pad_multiple = latent_factor if pad_multiple is None else pad_multiple
     if pad_multiple < 1 or pad_multiple % latent_factor:
         raise ValueError(
@@ -238,23 +227,15 @@ def latent_grid_ceiling(
     for index, alpha in enumerate(alphas):
         gt = np.asarray(alpha, dtype=np.float64)
         if gt.ndim != 2:
-            raise ValueError(
-                f"`alphas[{index}]` must be an (H, W) alpha, got shape {gt.shape}."
-            )
+            raise ValueError(f"`alphas[{index}]` must be an (H, W) alpha, got shape {gt.shape}.")
         if gt.size == 0 or not np.isfinite(gt).all() or gt.min() < 0 or gt.max() > 1:
-            raise ValueError(
-                f"`alphas[{index}]` must be a non-empty float alpha with values in [0, 1]."
-            )
+            raise ValueError(f"`alphas[{index}]` must be a non-empty float alpha with values in [0, 1].")
         # In float64 rather than 8-bit, so the ceiling measures the grid and not quantisation (postprocess then
         # works in float32, as in the pipeline).
         tensor = torch.from_numpy(gt)[None, None]
-        pixels, padding, native_size = processor.preprocess(
-            tensor, resolution, "bilinear"
-        )
+        pixels, padding, native_size = processor.preprocess(tensor, resolution, "bilinear")
         coarse = F.avg_pool2d((pixels + 1.0) / 2.0, latent_factor)
-        pred = processor.postprocess(
-            coarse, tuple(pixels.shape[-2:]), padding, native_size, "bilinear"
-        )
+        pred = processor.postprocess(coarse, tuple(pixels.shape[-2:]), padding, native_size, "bilinear")
         ceiling.append(sad(pred[0, 0].numpy(), gt))
         empty.append(sad(np.zeros_like(gt), gt))
     if not ceiling:
@@ -292,21 +273,15 @@ def format_interval(mean: float, low: float, high: float, digits: int = 3) -> st
 # Helpers ---------------------------------------------------------------------------------------------------------
 
 
-def _check_columns(
-    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], name: str = "rows"
-) -> None:
+def _check_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], name: str = "rows") -> None:
     """A clear error, rather than a KeyError deep inside, when a column is missing."""
     for column in columns:
         missing = sum(1 for r in rows if column not in r)
         if missing:
-            raise ValueError(
-                f"`{name}`: {missing} of {len(rows)} rows lack the column {column!r}."
-            )
+            raise ValueError(f"`{name}`: {missing} of {len(rows)} rows lack the column {column!r}.")
 
 
-def _by_sample(
-    rows: Iterable[Mapping[str, Any]], name: str
-) -> dict[tuple[str, int], Mapping[str, Any]]:
+def _by_sample(rows: Iterable[Mapping[str, Any]], name: str) -> dict[tuple[str, int], Mapping[str, Any]]:
     """Rows keyed by (instance_id, text_index), the key of ``samples.csv``."""
     _rows = list(rows)
     _check_columns(_rows, ("instance_id", "text_index"), name)

@@ -98,9 +98,7 @@ def worker(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        Path("/proc/self/clear_refs").write_text(
-            "5"
-        )  # reset VmHWM to the current resident set
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current resident set
         base = _proc_status("VmRSS")
     load_before = os.getloadavg()[0]
     times, cpu_times = [], []
@@ -142,9 +140,7 @@ def run_one(size: int, backend: str, threads: int, args) -> dict:
     # Idle OpenMP threads sleep instead of spinning: on a shared, oversubscribed machine spinning threads made
     # runs of many small operators up to 20x slower, at random (measured: 0.26 s or 5.2 s for the same call).
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=args.timeout, env=env
-    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
     if proc.returncode != 0:
         return {
             "size": size,
@@ -181,11 +177,7 @@ def format_table(rows: list[dict]) -> str:
 def verdict(rows: list[dict]) -> list[str]:
     """The issue's two checks at the largest size, for each sparse backend and thread count that ran."""
     size = max(r["size"] for r in rows)
-    at = {
-        (r["backend"], r["threads"]): r
-        for r in rows
-        if r["size"] == size and "error" not in r
-    }
+    at = {(r["backend"], r["threads"]): r for r in rows if r["size"] == size and "error" not in r}
     notes = []
     for (backend, threads), row in at.items():
         if backend == "dense":
@@ -198,9 +190,7 @@ def verdict(rows: list[dict]) -> list[str]:
         dense = at.get(("dense", threads))
         if dense is not None:
             speedup = dense["median_s"] / row["median_s"]
-            notes[
-                -1
-            ] += f"; {speedup:.1f}x {'faster' if speedup > 1 else 'SLOWER'} than dense"
+            notes[-1] += f"; {speedup:.1f}x {'faster' if speedup > 1 else 'SLOWER'} than dense"
     return notes
 
 
@@ -208,9 +198,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
     parser.add_argument("--backends", nargs="+", default=["dense", "torch", "spconv"])
-    parser.add_argument(
-        "--uncertain", type=float, default=0.05, help="target share of uncertain pixels"
-    )
+    parser.add_argument("--uncertain", type=float, default=0.05, help="target share of uncertain pixels")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--threads",
@@ -219,21 +207,15 @@ def main():
         default=[1, 2],
         help="torch/OpenMP thread counts to compare",
     )
-    parser.add_argument(
-        "--device", default="cuda" if torch.cuda.is_available() else "cpu"
-    )
-    parser.add_argument(
-        "--timeout", type=int, default=1200, help="seconds per configuration"
-    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--timeout", type=int, default=1200, help="seconds per configuration")
     parser.add_argument(
         "--output",
         type=Path,
         default=None,
         help="defaults to benchmarks/results/highres_<device>.md",
     )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing --output file"
-    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--backend", help=argparse.SUPPRESS)
@@ -244,22 +226,14 @@ def main():
         print(json.dumps(worker(args)))
         return
 
-    output = (
-        args.output or Path(__file__).parent / "results" / f"highres_{args.device}.md"
-    )
+    output = args.output or Path(__file__).parent / "results" / f"highres_{args.device}.md"
     if output.exists() and not args.overwrite:
-        parser.error(
-            f"{output} exists: pass --overwrite to replace it, or choose another --output."
-        )
-    backends = [
-        b for b in args.backends if b != "spconv" or is_spconv_available(args.device)
-    ]
+        parser.error(f"{output} exists: pass --overwrite to replace it, or choose another --output.")
+    backends = [b for b in args.backends if b != "spconv" or is_spconv_available(args.device)]
     skipped = sorted(set(args.backends) - set(backends))
 
     rows = []
-    configurations = [
-        (s, b, t) for t in args.threads for s in args.sizes for b in backends
-    ]
+    configurations = [(s, b, t) for t in args.threads for s in args.sizes for b in backends]
     for size, backend, threads in tqdm(configurations, desc="configurations"):
         rows.append(run_one(size, backend, threads, args))
         tqdm.write(format_table(rows[-1:]).splitlines()[-1])

@@ -52,9 +52,7 @@ def make_pair(size: int, kind: str, seed: int = 0):
         0,
         1,
     )
-    pred = np.roll(
-        gt, (size // 100, -size // 150), (0, 1)
-    ) + 0.05 * rng.standard_normal((size, size))
+    pred = np.roll(gt, (size // 100, -size // 150), (0, 1)) + 0.05 * rng.standard_normal((size, size))
     pred[: size // 8, : size // 8] = 0.8  # a false positive
     return np.round(np.clip(pred, 0, 1) * 255) / 255, np.round(gt * 255) / 255
 
@@ -70,9 +68,7 @@ def timeit(fn, repeats: int):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--repeats",
         type=int,
@@ -86,9 +82,7 @@ def main(argv=None):
         default=None,
         help="also write the table as Markdown here",
     )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing --output file"
-    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     args = parser.parse_args(argv)
     if args.output is not None and args.output.exists() and not args.overwrite:
         parser.error(f"{args.output} exists; pass --overwrite to replace it")
@@ -113,11 +107,7 @@ def main(argv=None):
             }
             figures["all four"] = timeit(lambda: all_metrics(pred, gt), args.repeats)
             target = TARGETS_S.get(size)
-            verdict = (
-                "-"
-                if target is None
-                else ("pass" if figures["all four"][0] < target else "FAIL")
-            )
+            verdict = "-" if target is None else ("pass" if figures["all four"][0] < target else "FAIL")
             rows.append((size, kind, figures, target, verdict))
             print(
                 f"{size}x{size} {kind:5s} "
@@ -126,11 +116,7 @@ def main(argv=None):
                 flush=True,
             )
 
-    load = (
-        " / ".join(f"{x:.2f}" for x in os.getloadavg())
-        if hasattr(os, "getloadavg")
-        else "?"
-    )
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     lines = [
         "# Metrics CPU timing (diffusers_matte.metrics)",
         "",
@@ -149,11 +135,7 @@ def main(argv=None):
     ]
     for size, kind, figures, target, verdict in rows:
         cells = [f"{med:.4f} ({low:.4f})" for med, low in figures.values()]
-        lines.append(
-            f"| {size}x{size} | {kind} | "
-            + " | ".join(cells)
-            + f" | {target or '-'} | {verdict} |"
-        )
+        lines.append(f"| {size}x{size} | {kind} | " + " | ".join(cells) + f" | {target or '-'} | {verdict} |")
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -41,9 +41,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if (
-    TYPE_CHECKING
-):  # heavy imports stay inside functions so that `--help` answers at once
+if TYPE_CHECKING:  # heavy imports stay inside functions so that `--help` answers at once
     import torch
     from torch import nn
 
@@ -56,9 +54,7 @@ STUDENT_KV_DOWNSAMPLE = (
     2,
     2,
 )  # section 3.3: remove SA at 64x64, k = 2 at 32x32 and 16x16
-TARGET_RATIO = (
-    0.45  # issue 3, item 6: SD 2.1 student latency at most 0.45 of the teacher's
-)
+TARGET_RATIO = 0.45  # issue 3, item 6: SD 2.1 student latency at most 0.45 of the teacher's
 CLEAN_LOAD = 0.1  # a round is clean when every call saw less foreign CPU load than this (in CPUs)
 MIN_CLEAN_FOR_VERDICT = 3  # clean rounds needed to base the ratios on clean rounds only
 PARAMS_TOLERANCE = 0.01
@@ -88,9 +84,7 @@ SD_UNET_CONFIGS = {
 SD_NAMES = {"sd15": "SD 1.5", "sd21": "SD 2.1-base"}
 # UNet parameters (latent conv_out) reported by BK-SDM (Kim et al. 2024) for SD v1.x and BK-SDM-Tiny.
 BKSDM_REFERENCE_PARAMS = {("sd15", "teacher"): 859.52e6, ("sd15", "tiny"): 323.38e6}
-LATENT_CONV_OUT_PARAMS = (
-    320 * 4 * 3 * 3 + 4
-)  # the SD conv_out that the prediction heads replace
+LATENT_CONV_OUT_PARAMS = 320 * 4 * 3 * 3 + 4  # the SD conv_out that the prediction heads replace
 
 FORMULA_NOTE = (
     "Appendix 6.1 (eqs. 10-12) counts additions and multiplications (FLOPs, 2 per multiply-add) for every "
@@ -112,9 +106,7 @@ FORMULA_NOTE = (
 def sd_unet_config(name: str) -> dict:
     """The UNet config of a Stable Diffusion version (`"sd15"` or `"sd21"`)."""
     if name not in SD_UNET_CONFIGS:
-        raise ValueError(
-            f"Unknown model {name!r}: expected one of {tuple(SD_UNET_CONFIGS)}."
-        )
+        raise ValueError(f"Unknown model {name!r}: expected one of {tuple(SD_UNET_CONFIGS)}.")
     return dict(SD_UNET_CONFIGS[name])
 
 
@@ -125,12 +117,8 @@ def build_unets(name: str, seed: int = 0) -> dict[str, nn.Module]:
     from diffusers_matte.models.unet_matte import MatteUNet2DConditionModel
 
     torch.manual_seed(seed)
-    teacher = MatteUNet2DConditionModel(
-        **sd_unet_config(name), prediction_head="region"
-    )
-    tiny = MatteUNet2DConditionModel.from_teacher(
-        teacher, "tiny", prediction_head="matte"
-    )
+    teacher = MatteUNet2DConditionModel(**sd_unet_config(name), prediction_head="region")
+    tiny = MatteUNet2DConditionModel.from_teacher(teacher, "tiny", prediction_head="matte")
     student = MatteUNet2DConditionModel.from_teacher(
         teacher,
         "tiny",
@@ -152,12 +140,8 @@ def unet_inputs(
 
     generator = torch.Generator().manual_seed(seed)
     config = unet.config
-    latents = torch.randn(
-        batch_size, config.in_channels, LATENT_SIZE, LATENT_SIZE, generator=generator
-    )
-    text = torch.randn(
-        batch_size, TEXT_TOKENS, config.cross_attention_dim, generator=generator
-    )
+    latents = torch.randn(batch_size, config.in_channels, LATENT_SIZE, LATENT_SIZE, generator=generator)
+    text = torch.randn(batch_size, TEXT_TOKENS, config.cross_attention_dim, generator=generator)
     timestep = torch.full((batch_size,), config.prediction_timestep)
     return latents.to(dtype), timestep, text.to(dtype)
 
@@ -242,18 +226,14 @@ def count_macs(model: nn.Module, *args: Any, **kwargs: Any) -> MacCount:
         return sdpa_flop_count(query, key, value)
 
     sdpa_ops = _sdpa_ops()
-    counter = FlopCounterMode(
-        display=False, custom_mapping={op: sdpa_flops for op in sdpa_ops}
-    )
+    counter = FlopCounterMode(display=False, custom_mapping=dict.fromkeys(sdpa_ops, sdpa_flops))
     with torch.inference_mode(), counter:
         model(*args, **kwargs)
     counts = counter.get_flop_counts()
     overall = counts.get("Global", {})
     prefix = f"{type(model).__name__}."
     by_module = {
-        name[len(prefix) :]: sum(ops.values()) // 2
-        for name, ops in counts.items()
-        if name.startswith(prefix)
+        name[len(prefix) :]: sum(ops.values()) // 2 for name, ops in counts.items() if name.startswith(prefix)
     }
     return MacCount(
         total=sum(overall.values()) // 2,
@@ -262,9 +242,7 @@ def count_macs(model: nn.Module, *args: Any, **kwargs: Any) -> MacCount:
     )
 
 
-def appendix_sa_complexity(
-    n: int, d: int, j: int = 1, phi_in_flops: bool = False
-) -> float:
+def appendix_sa_complexity(n: int, d: int, j: int = 1, phi_in_flops: bool = False) -> float:
     """Operation count of one self-attention layer by appendix 6.1: eq. (10) for j = 1, eq. (11) for j > 1.
 
     `phi_in_flops=False` reproduces the paper, which counts the down-sampling convolution phi as n d^2
@@ -346,12 +324,8 @@ class ModuleTimer:
         self._handles = []
         for name in names:
             module = modules[name]
-            self._handles.append(
-                module.register_forward_pre_hook(partial(self._start, name))
-            )
-            self._handles.append(
-                module.register_forward_hook(partial(self._stop, name))
-            )
+            self._handles.append(module.register_forward_pre_hook(partial(self._start, name)))
+            self._handles.append(module.register_forward_hook(partial(self._stop, name)))
 
     def _start(self, name: str, module, args) -> None:
         if args and hasattr(args[0], "shape"):
@@ -457,10 +431,7 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def _median_range(values: Sequence[float], fmt: str = "{:.3f}") -> str:
-    return (
-        f"{fmt.format(statistics.median(values))} "
-        f"[{fmt.format(min(values))}-{fmt.format(max(values))}]"
-    )
+    return f"{fmt.format(statistics.median(values))} " f"[{fmt.format(min(values))}-{fmt.format(max(values))}]"
 
 
 def _grid(shape: tuple[int, ...] | None) -> str:
@@ -571,9 +542,7 @@ def report_macs(
             continue
         seen.add(grid)
         n, d = shape[1], shape[2]
-        full, optimised = macs["tiny"].by_module.get(layer, 0), macs[
-            "student"
-        ].by_module.get(layer, 0)
+        full, optimised = macs["tiny"].by_module.get(layer, 0), macs["student"].by_module.get(layer, 0)
         to_out = macs["tiny"].by_module.get(f"{layer}.to_out.0", 0)
         to_out_s = macs["student"].by_module.get(f"{layer}.to_out.0", 0)
         factor = STUDENT_KV_DOWNSAMPLE[_level_of_grid(n)]
@@ -584,9 +553,7 @@ def report_macs(
             j = factor**2
             full_eq = appendix_sa_complexity(n, d)
             paper = f"{appendix_sa_complexity(n, d, j) / full_eq:.4f}"
-            consistent = (
-                f"{appendix_sa_complexity(n, d, j, phi_in_flops=True) / full_eq:.4f}"
-            )
+            consistent = f"{appendix_sa_complexity(n, d, j, phi_in_flops=True) / full_eq:.4f}"
             excl = f"{(optimised - to_out_s) / (full - to_out):.4f}"
         rows.append(
             (
@@ -661,9 +628,7 @@ class RoundStats:
     def load(self, r: int) -> float:
         """Foreign CPUs averaged over the round."""
         calls = self.by_round[r].values()
-        return sum(c.measured.foreign_cpu for c in calls) / sum(
-            c.measured.seconds for c in calls
-        )
+        return sum(c.measured.foreign_cpu for c in calls) / sum(c.measured.seconds for c in calls)
 
     def max_call_load(self, r: int) -> float:
         return max(c.measured.foreign_load for c in self.by_round[r].values())
@@ -674,26 +639,21 @@ class RoundStats:
         return [r for r in self.rounds if self.max_call_load(r) < CLEAN_LOAD]
 
     def seconds(self, kind: str, rounds: Sequence[int] | None = None) -> list[float]:
-        return [
-            self.by_round[r][kind].measured.seconds
-            for r in (self.rounds if rounds is None else rounds)
-        ]
+        return [self.by_round[r][kind].measured.seconds for r in (self.rounds if rounds is None else rounds)]
 
     def cpu_ratios(self, kind: str, rounds: Sequence[int] | None = None) -> list[float]:
         """Per-round own CPU time of `kind` over the teacher's: less sensitive to foreign load than wall
         time, but it counts the CPU that OpenMP threads spin while waiting for a descheduled partner.
         """
         return [
-            self.by_round[r][kind].measured.own_cpu
-            / self.by_round[r]["teacher"].measured.own_cpu
+            self.by_round[r][kind].measured.own_cpu / self.by_round[r]["teacher"].measured.own_cpu
             for r in (self.rounds if rounds is None else rounds)
         ]
 
     def ratios(self, kind: str, rounds: Sequence[int] | None = None) -> list[float]:
         """Per-round latency of `kind` over the teacher's in the same round."""
         return [
-            self.by_round[r][kind].measured.seconds
-            / self.by_round[r]["teacher"].measured.seconds
+            self.by_round[r][kind].measured.seconds / self.by_round[r]["teacher"].measured.seconds
             for r in (self.rounds if rounds is None else rounds)
         ]
 
@@ -721,9 +681,7 @@ def report_latency(
     report.add()
     rows = []
     for k in kinds:
-        clean_ratio = (
-            _median_range(stats.ratios(k, clean)) if clean else "- (no clean round)"
-        )
+        clean_ratio = _median_range(stats.ratios(k, clean)) if clean else "- (no clean round)"
         rows.append(
             (
                 k,
@@ -809,9 +767,7 @@ def report_stage_times(
     for k in stats.kinds:
         stages = block_names(models[k])
         for stage in stages:
-            values = [
-                1e3 * stats.by_round[r][k].module_times.get(stage, 0.0) for r in rounds
-            ]
+            values = [1e3 * stats.by_round[r][k].module_times.get(stage, 0.0) for r in rounds]
             label = _stage_label(models[k].config, stage)
             rows.setdefault(label, {})[k] = f"{statistics.median(values):.1f} ({stage})"
         rest = [
@@ -822,17 +778,9 @@ def report_stage_times(
             )
             for r in rounds
         ]
-        rows.setdefault("rest (embeddings, conv_in, final norm)", {})[
-            k
-        ] = f"{statistics.median(rest):.1f}"
+        rows.setdefault("rest (embeddings, conv_in, final norm)", {})[k] = f"{statistics.median(rest):.1f}"
         attn = [
-            1e3
-            * sum(
-                t
-                for m, t in stats.by_round[r][k].module_times.items()
-                if m.endswith("attn1")
-            )
-            for r in rounds
+            1e3 * sum(t for m, t in stats.by_round[r][k].module_times.items() if m.endswith("attn1")) for r in rounds
         ]
         rows.setdefault("all self-attention layers (inside the stages above)", {})[
             k
@@ -842,10 +790,7 @@ def report_stage_times(
     report.add(
         md_table(
             ("stage", *(f"{k} ms" for k in stats.kinds)),
-            [
-                (label, *(c.get(k, "-") for k in stats.kinds))
-                for label, c in rows.items()
-            ],
+            [(label, *(c.get(k, "-") for k in stats.kinds)) for label, c in rows.items()],
         )
     )
     report.add()
@@ -867,9 +812,7 @@ def report_layer_times(
     teacher_by_grid: dict[str, list[float]] = {}
     for layer, shape in shapes["teacher"].items():
         if layer.endswith("attn1"):
-            teacher_by_grid.setdefault(_grid(shape), []).extend(
-                layer_ms("teacher", layer)
-            )
+            teacher_by_grid.setdefault(_grid(shape), []).extend(layer_ms("teacher", layer))
     rows, slower = [], []
     for layer, shape in shapes["student"].items():
         if not layer.endswith("attn1"):
@@ -882,9 +825,7 @@ def report_layer_times(
         change = "removed" if factor == -1 else f"K/V from {factor}x{factor} patches"
         if ratio >= 1:
             note = f"NOT faster: +{opt_ms - full_ms:.1f} ms (ratio {ratio:.2f})"
-            slower.append(
-                f"`{layer}` ({grid}): +{opt_ms - full_ms:.1f} ms, ratio {ratio:.2f}"
-            )
+            slower.append(f"`{layer}` ({grid}): +{opt_ms - full_ms:.1f} ms, ratio {ratio:.2f}")
         else:
             note = f"faster by {full_ms - opt_ms:.1f} ms"
         teacher_ms = teacher_by_grid.get(grid)
@@ -922,15 +863,9 @@ def report_layer_times(
     )
     report.add()
     if slower:
-        report.add(
-            "Optimised layers NOT faster than the full layer they replace: "
-            + "; ".join(slower)
-            + "."
-        )
+        report.add("Optimised layers NOT faster than the full layer they replace: " + "; ".join(slower) + ".")
     else:
-        report.add(
-            "Every optimised self-attention layer is faster than the full layer it replaces."
-        )
+        report.add("Every optimised self-attention layer is faster than the full layer it replaces.")
     report.add()
 
 
@@ -941,9 +876,7 @@ def machine_description(threads: int) -> str:
     cpu = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(
-                l.split(":", 1)[1].strip() for l in f if l.startswith("model name")
-            )
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
     return (
@@ -1003,9 +936,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=1,
         help="untimed forward passes per model before timing (default: 1)",
     )
-    parser.add_argument(
-        "--threads", type=int, default=2, help="torch CPU threads (default: 2)"
-    )
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     parser.add_argument(
         "--skip-latency",
         action="store_true",
@@ -1017,9 +948,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=Path("benchmarks/results/unet_cpu.md"),
         help="markdown file to write (default: benchmarks/results/unet_cpu.md)",
     )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace --output if it exists"
-    )
+    parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.models = _choices(parser, "--models", args.models, tuple(SD_UNET_CONFIGS))
@@ -1029,13 +958,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.max_rounds is None:
         args.max_rounds = 3 * args.rounds
     if args.max_rounds < args.rounds:
-        parser.error(
-            f"--max-rounds ({args.max_rounds}) must be at least --rounds ({args.rounds})."
-        )
+        parser.error(f"--max-rounds ({args.max_rounds}) must be at least --rounds ({args.rounds}).")
     if args.output.exists() and not args.overwrite:
-        parser.error(
-            f"{args.output} exists; pass --overwrite to replace it or choose another --output."
-        )
+        parser.error(f"{args.output} exists; pass --overwrite to replace it or choose another --output.")
     return args
 
 
@@ -1043,15 +968,11 @@ def _choices(parser, flag: str, value: str, allowed: Sequence[str]) -> list[str]
     chosen = [v.strip() for v in value.split(",") if v.strip()]
     bad = [v for v in chosen if v not in allowed]
     if bad or not chosen:
-        parser.error(
-            f"{flag} takes a comma-separated list of {allowed}; got {value!r}."
-        )
+        parser.error(f"{flag} takes a comma-separated list of {allowed}; got {value!r}.")
     return chosen
 
 
-def run_model(
-    name: str, args: argparse.Namespace, report: Report, summary: list
-) -> None:
+def run_model(name: str, args: argparse.Namespace, report: Report, summary: list) -> None:
     import torch
 
     report.add(f"## {SD_NAMES[name]}")
@@ -1064,25 +985,19 @@ def run_model(
     macs, shapes = {}, {}
     for kind, model in models.items():
         timer = ModuleTimer(model, self_attention_layer_names(model))
-        macs[kind] = count_macs(
-            model, *unet_inputs(model, torch.float32, seed=args.seed)
-        )
+        macs[kind] = count_macs(model, *unet_inputs(model, torch.float32, seed=args.seed))
         shapes[kind] = timer.shapes
         timer.remove()
     report_macs(report, name, macs, shapes)
     summary_row = {"model": SD_NAMES[name], "macs": macs}
 
     if not args.skip_latency:
-        timed = {
-            k: block_names(m) + self_attention_layer_names(m) for k, m in models.items()
-        }
+        timed = {k: block_names(m) + self_attention_layer_names(m) for k, m in models.items()}
         for dtype_name in args.dtypes:
             dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
             for model in models.values():
                 model.to(dtype)
-            inputs = {
-                k: unet_inputs(m, dtype, seed=args.seed) for k, m in models.items()
-            }
+            inputs = {k: unet_inputs(m, dtype, seed=args.seed) for k, m in models.items()}
             records, call_shapes = time_interleaved(
                 models,
                 inputs,
@@ -1094,9 +1009,7 @@ def run_model(
                 quiet_wait=args.quiet_wait,
                 progress=f"{name} {dtype_name}",
             )
-            ratios = report_latency(
-                report, name, dtype_name, records, call_shapes, models
-            )
+            ratios = report_latency(report, name, dtype_name, records, call_shapes, models)
             summary_row[dtype_name] = ratios
     summary.append(summary_row)
     del models
@@ -1106,7 +1019,6 @@ def run_model(
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     import torch
-
     from diffusers.utils import logging as diffusers_logging
 
     torch.set_num_threads(args.threads)
@@ -1143,11 +1055,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for dtype in args.dtypes:
             ratios = row.get(dtype)
             cells.append(
-                (
-                    f"{ratios['student']:.3f} (tiny {ratios['tiny']:.3f}; {ratios['basis']})"
-                    if ratios
-                    else "-"
-                )
+                (f"{ratios['student']:.3f} (tiny {ratios['tiny']:.3f}; {ratios['basis']})" if ratios else "-")
             )
         rows.append(cells)
     report.add(

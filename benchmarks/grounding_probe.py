@@ -44,9 +44,7 @@ def _parts(alphas: list[np.ndarray], k: int) -> tuple[np.ndarray, ...]:
     return referred, others, ~referred & ~others
 
 
-def probe(
-    rows, predict: Callable[[object, list[str]], dict[str, list[np.ndarray]]]
-) -> dict[str, dict[str, float]]:
+def probe(rows, predict: Callable[[object, list[str]], dict[str, list[np.ndarray]]]) -> dict[str, dict[str, float]]:
     """Mean of each output of `predict(image, prompts)` (`{output: one native-size map per prompt}`, so a model
     runs once for all its outputs) over the referred instance, the other instances and the background, and its SAD
     (/ 1000) against the referred alpha, averaged over every (instance, expression) pair.
@@ -61,13 +59,8 @@ def probe(
                     for part, mask in zip(PARTS, _parts(alphas, k)):
                         if mask.any():
                             values[part].append(float(prediction[mask].mean()))
-                    values["sad"].append(
-                        float(np.abs(prediction - alphas[k]).sum()) / 1000
-                    )
-    return {
-        output: {part: float(np.mean(v)) for part, v in values.items()}
-        for output, values in sums.items()
-    }
+                    values["sad"].append(float(np.abs(prediction - alphas[k]).sum()) / 1000)
+    return {output: {part: float(np.mean(v)) for part, v in values.items()} for output, values in sums.items()}
 
 
 def _native(maps: torch.Tensor, size: tuple[int, int]) -> list[np.ndarray]:
@@ -76,9 +69,7 @@ def _native(maps: torch.Tensor, size: tuple[int, int]) -> list[np.ndarray]:
     return list(maps[:, 0].cpu().numpy())
 
 
-def teacher_predictor(
-    base, teacher, resolution: int, outputs: tuple[str, ...] = TEACHER_OUTPUTS
-) -> Callable:
+def teacher_predictor(base, teacher, resolution: int, outputs: tuple[str, ...] = TEACHER_OUTPUTS) -> Callable:
     """The teacher's region probabilities, with the base model's VAE and text encoder.
 
     Args:
@@ -107,20 +98,15 @@ def teacher_predictor(
     @torch.no_grad()
     def predict(image, prompts: list[str]) -> dict[str, list[np.ndarray]]:
         image = image.convert("RGB")
-        pixels = np.asarray(
-            image.resize((resolution, resolution), resample=Image.BICUBIC)
-        )
-        pixels = (
-            torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
-        )
+        pixels = np.asarray(image.resize((resolution, resolution), resample=Image.BICUBIC))
+        pixels = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
         latents = encode_latents(vae, pixels, vae.device)
         ids, _ = tokenize(tokenizer, text_encoder, prompts)
         text = adapter(text_encoder(ids)[0])
         logits = unet(latents.expand(len(prompts), -1, -1, -1), 0, text).sample
         probs = logits.softmax(1)
         maps = {
-            "P(not background)": 1
-            - probs[:, REGION_BACKGROUND : REGION_BACKGROUND + 1],
+            "P(not background)": 1 - probs[:, REGION_BACKGROUND : REGION_BACKGROUND + 1],
             "P(foreground)": probs[:, REGION_FOREGROUND : REGION_FOREGROUND + 1],
         }
         return {output: _native(maps[output], image.size[::-1]) for output in outputs}

@@ -139,16 +139,21 @@ def main(argv=None) -> None:
         action="store_true",
         help="tiny sizes: a smoke test of the whole recipe",
     )
-    parser.add_argument(
-        "--install_demo", action="store_true", help=f"copy variant (c) to {DEMO_DIR}"
-    )
+    parser.add_argument("--install_demo", action="store_true", help=f"copy variant (c) to {DEMO_DIR}")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--variants",
+        default="abcd",
+        help="which rows to train and report, e.g. 'c' for the full framework alone (default: abcd)",
+    )
     # Every size can be overridden, e.g. a longer stage 1 where a GPU is at hand: --teacher_steps 30000
     for key in FULL:
-        parser.add_argument(
-            f"--{key}", type=int, default=None, help=f"default {FULL[key]}"
-        )
+        parser.add_argument(f"--{key}", type=int, default=None, help=f"default {FULL[key]}")
     args = parser.parse_args(argv)
+    if not args.variants or set(args.variants) - set(VARIANTS):
+        parser.error(f"--variants: expected letters among {''.join(VARIANTS)}, got {args.variants!r}")
+    if args.install_demo and "c" not in args.variants:
+        parser.error("--install_demo installs variant (c): add c to --variants")
     sizes = dict(QUICK if args.quick else FULL)
     sizes.update({k: getattr(args, k) for k in FULL if getattr(args, k) is not None})
     work = args.work_dir
@@ -159,7 +164,9 @@ def main(argv=None) -> None:
     data, base, base_d = prepare_data_and_bases(work, sizes, args.seed, stages)
     common = [
         "--dataset", data, "--resolution", sizes["resolution"], "--train_batch_size", sizes["batch_size"],
-        "--report_to", "none", "--seed", args.seed, "--checkpointing_steps", 10**9, "--cache_latents",
+        "--report_to", "none", "--seed", args.seed, "--cache_latents",
+        # a stage killed half-way resumes from its last checkpoint when the recipe is run again
+        "--checkpointing_steps", 500, "--checkpoints_total_limit", 1, "--resume_from_checkpoint", "latest",
     ]  # fmt: skip
     kernel = max(3, round(KERNEL_AT_512 * sizes["resolution"] / 512) | 1)
     common += ["--morphology_kernel_size", kernel]
@@ -207,7 +214,7 @@ def main(argv=None) -> None:
     }  # fmt: skip
     pipelines = {}
     # (c) first: it is the demonstration model, and an interrupted run resumes where it stopped
-    for key in "cbad":
+    for key in sorted(args.variants, key="cbad".index):
         variant_base, extra = variants[key]
         name = VARIANTS[key]
         pretrained = ["--pretrained_model_name_or_path", variant_base]
@@ -217,12 +224,13 @@ def main(argv=None) -> None:
                                      *pretrained, *common, "--student_model_name_or_path", student,
                                      "--max_train_steps", sizes["decoder_steps"], "--learning_rate", 1e-3,
                                      *no_milestones, "--decoder_config", decoder_config)  # fmt: skip
-    pipelines = {VARIANTS[key]: pipelines[VARIANTS[key]] for key in "abcd"}
+    pipelines = {VARIANTS[k]: pipelines[VARIANTS[k]] for k in "abcd" if k in args.variants}
     table, samples = evaluate(pipelines, data, work)
     teacher_probes = {
         "stage 1 teacher": (base, teachers[""]),
         "stage 1 teacher without text-to-image pretraining": (base_d, teachers["d"]),
     }
+    teacher_probes = {name: paths for name, paths in teacher_probes.items() if paths[1].exists()}
     probes = probe_grounding(teacher_probes, pipelines, data, sizes["resolution"])
     benchmark = describe_benchmark(data, sizes["resolution"], base)
     write_results(args, sizes, table, samples, probes, benchmark, stages.seconds)
@@ -308,9 +316,7 @@ def prepare_data_and_bases(work: Path, sizes: dict, seed: int, stages: "Stages")
     if not (base / "model_index.json").exists():
         rows = datasets.load_from_disk(str(data))["train"]
         steps = {k: sizes[k] for k in ("vae_steps", "clip_steps", "unet_steps")}
-        seconds = build_base_model(
-            base, rows, seed, batch_size=sizes["batch_size"], **steps
-        )
+        seconds = build_base_model(base, rows, seed, batch_size=sizes["batch_size"], **steps)
         for component, value in seconds.items():
             stages.add(f"base model: {component}", value)
     without_diffusion_pretraining(base, base_d, seed)
@@ -322,11 +328,7 @@ def check_recipe(path: Path, sizes: dict) -> None:
     if path.exists():
         made_with = json.loads(path.read_text())
         if made_with != sizes:
-            changed = {
-                k: (made_with.get(k), v)
-                for k, v in sizes.items()
-                if made_with.get(k) != v
-            }
+            changed = {k: (made_with.get(k), v) for k, v in sizes.items() if made_with.get(k) != v}
             raise SystemExit(
                 f"{path.parent} was made with another recipe ({changed}, as (was, now)); use a new --work_dir."
             )
@@ -341,9 +343,7 @@ def base_as_teacher(base: Path, stage1: Path, work: Path) -> Path:
         from diffusers_matte.models.text_adapter import TextAdapter
         from diffusers_matte.models.unet_matte import MatteUNet2DConditionModel
 
-        MatteUNet2DConditionModel.from_pretrained(
-            base, subfolder="unet"
-        ).save_pretrained(folder / "unet")
+        MatteUNet2DConditionModel.from_pretrained(base, subfolder="unet").save_pretrained(folder / "unet")
         adapter = TextAdapter.from_pretrained(stage1, subfolder="text_adapter")
         torch.manual_seed(0)
         TextAdapter(**adapter.config).save_pretrained(folder / "text_adapter")
@@ -367,9 +367,7 @@ def evaluate(pipelines: dict, data: Path, work: Path) -> tuple[dict, dict]:
     test = datasets.load_from_disk(str(data))["test"]
     predictors = {BASELINE: constant_predictor(0.0)}
     for name, folder in pipelines.items():
-        predictors[name] = pipeline_predictor(
-            SoftGroundingMattingPipeline.from_pretrained(folder)
-        )
+        predictors[name] = pipeline_predictor(SoftGroundingMattingPipeline.from_pretrained(folder))
     table, samples = {}, {}
     for index, (name, predict) in enumerate(predictors.items()):
         out = work / f"eval_{index}"
@@ -379,14 +377,12 @@ def evaluate(pipelines: dict, data: Path, work: Path) -> tuple[dict, dict]:
     return table, samples
 
 
-def probe_grounding(
-    teachers: dict, pipelines: dict, data: Path, resolution: int
-) -> dict:
+def probe_grounding(teachers: dict, pipelines: dict, data: Path, resolution: int) -> dict:
     """`grounding_probe` of each stage-1 teacher (`{name: (base, teacher)}`) and of each variant's coarse and
     final alpha."""
     import datasets
-
     import grounding_probe
+
     from diffusers_matte import SoftGroundingMattingPipeline
 
     test = datasets.load_from_disk(str(data))["test"]
@@ -431,14 +427,13 @@ def device_description() -> str:
 
 
 def _command(args) -> str:
-    overrides = "".join(
-        f" --{k} {getattr(args, k)}" for k in FULL if getattr(args, k) is not None
-    )
+    overrides = "".join(f" --{k} {getattr(args, k)}" for k in FULL if getattr(args, k) is not None)
     return (
         "python benchmarks/synthetic_ablation.py --work_dir "
         + str(args.work_dir)
         + (" --quick" if args.quick else "")
         + overrides
+        + ("" if args.variants == "abcd" else f" --variants {args.variants}")
         + ("" if args.results == RESULTS else f" --results {args.results}")
         + (" --install_demo" if args.install_demo else "")
     )
@@ -491,10 +486,7 @@ def _table_lines(table: dict, samples: dict) -> list[str]:
     per_kind = []
     for name, summary in table.items():
         stats = summarize_samples(samples[name])
-        cells = [
-            format_interval(*stats["all"][c], digits=4 if c == "mse" else 3)
-            for c in columns
-        ]
+        cells = [format_interval(*stats["all"][c], digits=4 if c == "mse" else 3) for c in columns]
         mean = summary["mean"]
         cells += [
             f"{mean['sad'] / empty['sad']:.2f}",
@@ -503,11 +495,7 @@ def _table_lines(table: dict, samples: dict) -> list[str]:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         kinds = stats["per_text_type"]
         per_kind.append(
-            f"| {name} | "
-            + " | ".join(
-                format_interval(*kinds[t]["sad"]) if t in kinds else "-" for t in types
-            )
-            + " |"
+            f"| {name} | " + " | ".join(format_interval(*kinds[t]["sad"]) if t in kinds else "-" for t in types) + " |"
         )
     lines += [
         "",
@@ -527,6 +515,7 @@ def _paired_lines(samples: dict) -> list[str]:
     labels = {VARIANTS[k]: f"({k})" for k in VARIANTS} | {BASELINE: "empty matte"}
     c = VARIANTS["c"]
     pairs = [(c, VARIANTS["a"]), (c, VARIANTS["b"]), (c, VARIANTS["d"]), (c, BASELINE)]
+    pairs = [(first, second) for first, second in pairs if first in samples and second in samples]
     lines = [
         "",
         "Paired SAD differences (first minus second, over the same samples; 95% bootstrap interval over "
@@ -537,9 +526,7 @@ def _paired_lines(samples: dict) -> list[str]:
     ]
     for first, second in pairs:
         diff = paired_difference(samples[first], samples[second])
-        lines.append(
-            f"| {labels[first]} - {labels[second]} | {format_interval(*diff)} |"
-        )
+        lines.append(f"| {labels[first]} - {labels[second]} | {format_interval(*diff)} |")
     return lines
 
 

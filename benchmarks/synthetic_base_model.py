@@ -50,9 +50,7 @@ VAE = dict(
     layers_per_block=1,
     latent_channels=4,
 )
-TEXT = dict(
-    hidden_size=64, intermediate_size=256, num_attention_heads=4, num_hidden_layers=3
-)
+TEXT = dict(hidden_size=64, intermediate_size=256, num_attention_heads=4, num_hidden_layers=3)
 VISION = dict(
     hidden_size=64,
     intermediate_size=256,
@@ -60,13 +58,9 @@ VISION = dict(
     num_hidden_layers=3,
     patch_size=8,
 )
-VAE_BATCH_SIZE = (
-    8  # 64 px crops: a CPU step of 8 takes about 0.2 s, one of 32 more than a second
-)
+VAE_BATCH_SIZE = 8  # 64 px crops: a CPU step of 8 takes about 0.2 s, one of 32 more than a second
 MAX_TOKENS = 32  # the longest synthetic expression is about 16 tokens; SD's 77 would only add padding to attend to
-TOKENIZER_MERGES = (
-    3000  # more than the vocabulary needs: learning stops when no pair repeats
-)
+TOKENIZER_MERGES = 3000  # more than the vocabulary needs: learning stops when no pair repeats
 # Words a person writes for these scenes that the generator may not: articles, plurals, synonyms and prepositions.
 EXTRA_WORDS = (
     "a an the this that one of on in at to by with near next beside behind front above below over under beneath "
@@ -118,20 +112,14 @@ def build_base_model(
             torch.manual_seed(seed)
             model = make()
             model.save_pretrained(path / f"{name}.partial")
-            (path / f"{name}.partial").rename(
-                path / name
-            )  # complete or absent: a resumed build never half-loads
+            (path / f"{name}.partial").rename(path / name)  # complete or absent: a resumed build never half-loads
             seconds[name] = time.perf_counter() - start
 
     component("tokenizer", lambda: build_tokenizer(rows))
-    component(
-        "vae", lambda: pretrain_vae(rows, vae_steps, VAE_BATCH_SIZE, seed, accelerator)
-    )
+    component("vae", lambda: pretrain_vae(rows, vae_steps, VAE_BATCH_SIZE, seed, accelerator))
     component(
         "text_encoder",
-        lambda: pretrain_text_encoder(
-            path, rows, clip_steps, 2 * batch_size, seed, accelerator
-        ),
+        lambda: pretrain_text_encoder(path, rows, clip_steps, 2 * batch_size, seed, accelerator),
     )
     component("scheduler", make_noise_scheduler)
     component(
@@ -161,9 +149,7 @@ def without_diffusion_pretraining(base: Path, output: Path, seed: int = 0) -> Pa
         ):
             target = output / name
             if not target.exists():
-                (shutil.copytree if (base / name).is_dir() else shutil.copy)(
-                    base / name, target
-                )
+                (shutil.copytree if (base / name).is_dir() else shutil.copy)(base / name, target)
         torch.manual_seed(seed)
         config = UNet2DConditionModel.load_config(base, subfolder="unet")
         UNet2DConditionModel.from_config(config).save_pretrained(output / "unet")
@@ -177,12 +163,8 @@ def build_tokenizer(rows):
     from diffusers_matte.testing import get_dummy_tokenizer
 
     corpus = [text for texts in rows["texts"] for text in texts]
-    corpus += [
-        " ".join(EXTRA_WORDS)
-    ] * 2  # twice: BPE merges what repeats, so each extra word becomes one token
-    return get_dummy_tokenizer(
-        TOKENIZER_MERGES, model_max_length=MAX_TOKENS, corpus=corpus
-    )
+    corpus += [" ".join(EXTRA_WORDS)] * 2  # twice: BPE merges what repeats, so each extra word becomes one token
+    return get_dummy_tokenizer(TOKENIZER_MERGES, model_max_length=MAX_TOKENS, corpus=corpus)
 
 
 def load_tokenizer(path: Path):
@@ -245,11 +227,7 @@ def pretrain_vae(
             posterior = vae.encode(pixels).latent_dist
             reconstruction = vae.decode(posterior.sample(generator)).sample
             error = reconstruction - pixels
-            loss = (
-                error.abs().mean()
-                + error.square().mean()
-                + 1e-6 * posterior.kl().mean()
-            )
+            loss = error.abs().mean() + error.square().mean() + 1e-6 * posterior.kl().mean()
             optimizer.zero_grad()
             accelerator.backward(loss)
             optimizer.step()
@@ -257,24 +235,15 @@ def pretrain_vae(
         vae = accelerator.unwrap_model(vae)
     vae.eval()
     with torch.no_grad():
-        latents = torch.cat(
-            [
-                vae.encode(next(batches).to(vae.device)).latent_dist.mode()
-                for _ in range(8)
-            ]
-        )
+        latents = torch.cat([vae.encode(next(batches).to(vae.device)).latent_dist.mode() for _ in range(8)])
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
     return vae.cpu()
 
 
 def _prepare_training(model, steps: int, weight_decay: float, accelerator: Accelerator):
     """AdamW at 5e-4 with a one-cycle schedule (5% warm-up), as the CLIP and UNet pretrainings share them."""
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=5e-4, weight_decay=weight_decay
-    )
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, 5e-4, total_steps=steps, pct_start=0.05
-    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 5e-4, total_steps=steps, pct_start=0.05)
     model, optimizer = accelerator.prepare(model, optimizer)
     return model, optimizer, schedule
 
@@ -292,9 +261,7 @@ def instance_views(rows, grey: float = 0.0) -> torch.Tensor:
     return torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2)
 
 
-def pretrain_text_encoder(
-    path: Path, rows, steps: int, batch_size: int, seed: int, accelerator: Accelerator
-):
+def pretrain_text_encoder(path: Path, rows, steps: int, batch_size: int, seed: int, accelerator: Accelerator):
     """The text tower of a `CLIPModel` trained with CLIP's symmetric contrastive loss (`return_loss=True`) on
     (instance view, one of its expressions) pairs; returned as a `CLIPTextModel`, as Stable Diffusion ships it.
     """
@@ -373,10 +340,7 @@ def image_captions(rows, rng: np.random.Generator) -> dict:
         by_image.setdefault(image_id, []).append(texts)
     return {
         image_id: [
-            " and ".join(
-                str(texts[rng.integers(len(texts))])
-                for texts in rng.permutation(np.array(ts, dtype=object))
-            )
+            " and ".join(str(texts[rng.integers(len(texts))]) for texts in rng.permutation(np.array(ts, dtype=object)))
             for _ in range(4)
         ]
         for image_id, ts in by_image.items()
@@ -395,17 +359,13 @@ def encode_images(vae, rows, batch_size: int = 64) -> tuple[torch.Tensor, list]:
         first.setdefault(image_id, index)
     ids, latents = list(first), []
     for start in range(0, len(ids), batch_size):
-        pixels = [
-            _pixels(rows[first[i]]["image"]) for i in ids[start : start + batch_size]
-        ]
+        pixels = [_pixels(rows[first[i]]["image"]) for i in ids[start : start + batch_size]]
         pixels = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2)
         latents.append(encode_latents(vae, pixels, vae.device))
     return torch.cat(latents).cpu(), ids
 
 
-def pretrain_unet(
-    path: Path, rows, steps: int, batch_size: int, seed: int, accelerator: Accelerator
-):
+def pretrain_unet(path: Path, rows, steps: int, batch_size: int, seed: int, accelerator: Accelerator):
     """An SD-shaped UNet trained as a text-conditional latent diffusion model: noise prediction at random DDPM
     timesteps, conditioned on the frozen text encoder's hidden states of the image's caption (10% of captions
     dropped to the empty prompt, as Stable Diffusion was trained for classifier-free guidance).
@@ -422,16 +382,8 @@ def pretrain_unet(
     if steps <= 0:
         return unet
     tokenizer = load_tokenizer(path)
-    text_encoder = (
-        CLIPTextModel.from_pretrained(path, subfolder="text_encoder")
-        .eval()
-        .to(accelerator.device)
-    )
-    vae = (
-        AutoencoderKL.from_pretrained(path, subfolder="vae")
-        .eval()
-        .to(accelerator.device)
-    )
+    text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder").eval().to(accelerator.device)
+    vae = AutoencoderKL.from_pretrained(path, subfolder="vae").eval().to(accelerator.device)
     scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
     rng = np.random.default_rng(seed)
     latents, image_ids = encode_images(vae, rows)
@@ -441,18 +393,13 @@ def pretrain_unet(
     unet.train()
     for _ in (progress := tqdm(range(steps), desc="UNet text-to-image pretraining")):
         index = rng.choice(len(latents), batch_size, replace=False)
-        prompts = [
-            "" if rng.random() < 0.1 else captions[image_ids[i]][rng.integers(4)]
-            for i in index
-        ]
+        prompts = ["" if rng.random() < 0.1 else captions[image_ids[i]][rng.integers(4)] for i in index]
         with torch.no_grad():
             ids, _ = tokenize(tokenizer, text_encoder, prompts)
             text = text_encoder(ids.to(accelerator.device))[0]
         clean = latents[index].to(accelerator.device)
         noise = torch.randn(clean.shape, generator=generator).to(accelerator.device)
-        timesteps = torch.randint(
-            0, scheduler.config.num_train_timesteps, (batch_size,), generator=generator
-        )
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=generator)
         noisy = scheduler.add_noise(clean, noise, timesteps)
         prediction = unet(noisy, timesteps.to(accelerator.device), text).sample
         loss = torch.nn.functional.mse_loss(prediction, noise)
@@ -489,16 +436,10 @@ def main(argv=None) -> None:
 
     rows = datasets.load_from_disk(str(args.dataset))["train"]
     steps = {name: getattr(args, name) for name in DEFAULT_STEPS}
-    seconds = build_base_model(
-        args.output_dir, rows, args.seed, batch_size=args.batch_size, **steps
-    )
+    seconds = build_base_model(args.output_dir, rows, args.seed, batch_size=args.batch_size, **steps)
     if args.no_diffusion_pretraining is not None:
-        without_diffusion_pretraining(
-            args.output_dir, args.no_diffusion_pretraining, args.seed
-        )
-    print(
-        json.dumps({"output_dir": str(args.output_dir), "seconds": seconds}, indent=1)
-    )
+        without_diffusion_pretraining(args.output_dir, args.no_diffusion_pretraining, args.seed)
+    print(json.dumps({"output_dir": str(args.output_dir), "seconds": seconds}, indent=1))
 
 
 if __name__ == "__main__":

@@ -42,9 +42,7 @@ def scene(name: str) -> Scene:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--output_dir", type=Path, default=Path(__file__).parent / "images"
-    )
+    parser.add_argument("--output_dir", type=Path, default=Path(__file__).parent / "images")
     args = parser.parse_args(argv)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for name in SCENES:

@@ -41,9 +41,7 @@ MARGIN = 12  # around the sheet
 INNER_GAP = 4  # between the alpha and the cut-out of one prompt
 GROUP_GAP = 14  # between the image and a prompt's pair of tiles, and between pairs
 ROW_GAP = 10
-CAPTION_LINES = (
-    4  # one label line ("alpha - colour"), then the prompt wrapped on up to three lines
-)
+CAPTION_LINES = 4  # one label line ("alpha - colour"), then the prompt wrapped on up to three lines
 BACKGROUND = (250, 250, 250)
 LABEL_COLOUR = (110, 110, 110)
 TEXT_COLOUR = (20, 20, 20)
@@ -166,9 +164,7 @@ def _as_tensor(image) -> torch.Tensor:
     return load_image(image)[:1]
 
 
-def render_gallery(
-    pipe, entries: Sequence[dict], tile: int = TILE, seed: int = 0
-) -> Image.Image:
+def render_gallery(pipe, entries: Sequence[dict], tile: int = TILE, seed: int = 0) -> Image.Image:
     """Draw the gallery of `entries`: dicts with "image" (a path, PIL image, array or tensor), "prompts" and,
     optionally, "kinds" (one per prompt) and "name" (the image's caption; default: the file name). One pipeline
     call per image, with all its prompts; `seed` seeds torch and the generator passed to the pipeline (whose
@@ -177,9 +173,7 @@ def render_gallery(
         raise ValueError("`entries` is empty; give at least one image.")
     torch.manual_seed(seed)
     font = ImageFont.load_default(size=font_size(tile))
-    sheet = Image.new(
-        "RGB", sheet_size([len(e["prompts"]) for e in entries], tile), BACKGROUND
-    )
+    sheet = Image.new("RGB", sheet_size([len(e["prompts"]) for e in entries], tile), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     for row, entry in enumerate(entries):
         image = _as_tensor(entry["image"])
@@ -187,11 +181,7 @@ def render_gallery(
         kinds = list(entry.get("kinds") or [None] * len(prompts))
         name = entry.get("name")
         if name is None:
-            name = (
-                Path(entry["image"]).name
-                if isinstance(entry["image"], (str, Path))
-                else f"image {row + 1}"
-            )
+            name = Path(entry["image"]).name if isinstance(entry["image"], (str, Path)) else f"image {row + 1}"
         alphas = pipe(
             image,
             prompts,
@@ -199,9 +189,7 @@ def render_gallery(
             generator=torch.Generator("cpu").manual_seed(seed),
         ).alpha
         origin = tile_origin(row, 0, tile)
-        picture = Image.fromarray(
-            (image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        )
+        picture = Image.fromarray((image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
         _paste_centred(sheet, fit_to_tile(picture, tile), origin, tile)
         height, width = image.shape[-2:]
         _caption(draw, origin, tile, font, f"image, {width}x{height}", name)
@@ -234,9 +222,7 @@ def load_spec(path: Path) -> List[dict]:
     try:
         spec = json.loads(Path(path).read_text())
     except OSError as error:
-        raise UsageError(
-            f"cannot read --spec {str(path)!r}: {error.strerror}"
-        ) from None
+        raise UsageError(f"cannot read --spec {str(path)!r}: {error.strerror}") from None
     except json.JSONDecodeError as error:
         raise UsageError(f"--spec {str(path)!r} is not valid JSON: {error}") from None
     if not isinstance(spec, list) or not spec:
@@ -247,16 +233,10 @@ def load_spec(path: Path) -> List[dict]:
         if not isinstance(item, dict) or not isinstance(item.get("image"), str):
             raise UsageError(f'{where}: expected an object with an "image" path')
         prompts, kinds = item.get("prompts"), item.get("kinds", [])
-        if (
-            not isinstance(prompts, list)
-            or not prompts
-            or not all(isinstance(p, str) and p.strip() for p in prompts)
-        ):
+        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
             raise UsageError(f'{where}: "prompts" must be a list of non-empty strings')
         if not isinstance(kinds, list) or len(kinds) != len(prompts):
-            raise UsageError(
-                f'{where}: "kinds" must name one kind per prompt ({len(prompts)})'
-            )
+            raise UsageError(f'{where}: "kinds" must name one kind per prompt ({len(prompts)})')
         image = Path(path).parent / item["image"]
         if not image.is_file():
             raise UsageError(f"{where}: no such image {str(image)!r}")
@@ -280,9 +260,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     )
     parser.add_argument("--spec", default="examples/gallery.json")
     parser.add_argument("--output", default="examples/gallery.png")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing --output"
-    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     parser.add_argument("--tile", type=int, default=TILE, help="tile edge in pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -300,9 +278,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
         entries = load_spec(Path(args.spec))
         for entry in entries:  # refuse unreadable images before any model work
             read_image(entry["image"])
-        pipe = load_pipeline(
-            args.model, *resolve_device_and_dtype(args.device, "float32")
-        )
+        pipe = load_pipeline(args.model, *resolve_device_and_dtype(args.device, "float32"))
         sheet = render_gallery(pipe, entries, args.tile, args.seed)
     except UsageError as error:
         fail(str(error))

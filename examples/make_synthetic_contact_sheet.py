@@ -26,9 +26,7 @@ MAX_INSTANCES = 4
 
 def pick_scenes(seed: int, count: int, size: int, pool: int = 80) -> List[Scene]:
     """Greedy choice among the first ``pool`` test scenes: new categories first, then scenes with twins."""
-    scenes = [
-        generate_scene([seed, SPLIT_IDS["test"], i], size=size) for i in range(pool)
-    ]
+    scenes = [generate_scene([seed, SPLIT_IDS["test"], i], size=size) for i in range(pool)]
     chosen, seen = [], set()
 
     def score(scene: Scene) -> float:
@@ -48,13 +46,9 @@ def draw_sheet(scenes: Sequence[Scene], size: int = TILE) -> Image.Image:
     header = ImageFont.load_default(size=14)
     columns = 1 + MAX_INSTANCES
     row_height = size + TEXT_HEIGHT
-    sheet = Image.new(
-        "RGB", (columns * size, 28 + len(scenes) * row_height), (250, 250, 250)
-    )
+    sheet = Image.new("RGB", (columns * size, 28 + len(scenes) * row_height), (250, 250, 250))
     draw = ImageDraw.Draw(sheet)
-    titles = ["image"] + [
-        f"instance {k + 1}: alpha + expressions" for k in range(MAX_INSTANCES)
-    ]
+    titles = ["image"] + [f"instance {k + 1}: alpha + expressions" for k in range(MAX_INSTANCES)]
     for col, title in enumerate(titles):
         draw.text((col * size + 6, 6), title, fill=(0, 0, 0), font=header)
     for row, scene in enumerate(scenes):
@@ -62,9 +56,7 @@ def draw_sheet(scenes: Sequence[Scene], size: int = TILE) -> Image.Image:
         sheet.paste(Image.fromarray(scene.image).resize((size, size)), (0, top))
         for k, inst in enumerate(scene.instances[:MAX_INSTANCES]):
             left = (k + 1) * size
-            alpha = Image.fromarray((inst.alpha * 255 + 0.5).astype(np.uint8)).resize(
-                (size, size)
-            )
+            alpha = Image.fromarray((inst.alpha * 255 + 0.5).astype(np.uint8)).resize((size, size))
             sheet.paste(alpha.convert("RGB"), (left, top))
             tag = f"{inst.category}, {inst.material}{', blurry' if inst.blurry else ''}"
             draw.text((left + 4, top + 4), tag, fill=(255, 220, 0), font=font)

@@ -128,9 +128,7 @@ def test_summarize_samples_all_and_per_text_type():
     assert set(summary["all"]) == {"sad", "mse", "grad", "conn"}
     sad = [r["sad"] for r in rows]
     groups = [r["instance_id"] for r in rows]
-    assert summary["all"]["sad"] == stats.bootstrap_interval(
-        sad, groups, num_resamples=300, seed=5
-    )
+    assert summary["all"]["sad"] == stats.bootstrap_interval(sad, groups, num_resamples=300, seed=5)
     spatial = [r["grad"] for r in rows if r["text_type"] == "spatial"]
     mean, low, high = summary["per_text_type"]["spatial"]["grad"]
     assert mean == pytest.approx(np.mean(spatial))
@@ -191,9 +189,7 @@ def test_ceiling_of_a_constant_alpha_is_zero():
 
 def test_ceiling_of_a_constant_non_square_alpha_with_padding_is_zero():
     # 96 x 128 -> 48 x 64, padded to 64 x 64: the replicate padding keeps the constant.
-    result = stats.latent_grid_ceiling(
-        [np.full((96, 128), 0.3)], 64, 4, pad_multiple=64
-    )
+    result = stats.latent_grid_ceiling([np.full((96, 128), 0.3)], 64, 4, pad_multiple=64)
     assert result["ceiling_sad"] == pytest.approx(0.0, abs=1e-4)
 
 
@@ -207,9 +203,7 @@ def test_ceiling_of_a_pixel_checkerboard_is_the_empty_matte(size, resolution):
 
 
 def test_ceiling_ratio_decreases_for_a_larger_disc():
-    ratios = [
-        stats.latent_grid_ceiling([_disc(128, r)], 64, 4)["ratio"] for r in (12, 24, 48)
-    ]
+    ratios = [stats.latent_grid_ceiling([_disc(128, r)], 64, 4)["ratio"] for r in (12, 24, 48)]
     assert ratios[0] > ratios[1] > ratios[2]
     # A coarser grid resolves the same disc less well.
     coarse = stats.latent_grid_ceiling([_disc(128, 24)], 32, 4)["ratio"]
@@ -244,9 +238,7 @@ def test_area_distribution_of_known_masks():
         mask[:rows_covered] = 0.5  # soft values count as covered
         masks.append(mask)
     result = stats.area_distribution(masks)
-    assert result == pytest.approx(
-        {"mean": 0.5, "p10": 0.1, "p50": 0.5, "p90": 0.9, "min": 0.0, "max": 1.0}
-    )
+    assert result == pytest.approx({"mean": 0.5, "p10": 0.1, "p50": 0.5, "p90": 0.9, "min": 0.0, "max": 1.0})
 
 
 def test_format_interval():

@@ -21,18 +21,12 @@ def rows(tmp_path_factory):
     from diffusers_matte.data.synthetic import load_synthetic_matting
 
     cache = tmp_path_factory.mktemp("synthetic_cache")
-    return load_synthetic_matting(1, 2, seed=3, image_size=64, cache_dir=str(cache))[
-        "test"
-    ]
+    return load_synthetic_matting(1, 2, seed=3, image_size=64, cache_dir=str(cache))["test"]
 
 
 def _alpha_of(rows):
     """An oracle predictor: for each prompt, the alpha of the instance that owns the expression."""
-    owner = {
-        text: np.asarray(r["alpha"], np.float32) / 255.0
-        for r in rows
-        for text in r["texts"]
-    }
+    owner = {text: np.asarray(r["alpha"], np.float32) / 255.0 for r in rows for text in r["texts"]}
     return lambda image, prompts: {"oracle": [owner[p] for p in prompts]}
 
 
@@ -44,15 +38,11 @@ def test_probe_of_an_oracle_sees_only_the_referred_instance(rows):
 
 
 def test_probe_sad_of_an_empty_matte_is_the_alpha_mass(rows):
-    zero = lambda image, prompts: {
-        "zero": [np.zeros(image.size[::-1], np.float32)] * len(prompts)
-    }
+    def zero(image, prompts):
+        return {"zero": [np.zeros(image.size[::-1], np.float32)] * len(prompts)}
+
     means = grounding_probe.probe(rows, zero)["zero"]
-    pairs = [
-        np.asarray(r["alpha"], np.float64).sum() / 255 / 1000
-        for r in rows
-        for _ in r["texts"]
-    ]
+    pairs = [np.asarray(r["alpha"], np.float64).sum() / 255 / 1000 for r in rows for _ in r["texts"]]
     assert means["sad"] == pytest.approx(np.mean(pairs))
     assert means["referred"] == means["others"] == means["background"] == 0.0
 
@@ -66,9 +56,7 @@ def test_recipe_guard_refuses_a_work_dir_made_with_other_sizes(tmp_path):
     path = tmp_path / "recipe.json"
     synthetic_ablation.check_recipe(path, {"teacher_steps": 10, "batch_size": 4})
     assert json.loads(path.read_text()) == {"teacher_steps": 10, "batch_size": 4}
-    synthetic_ablation.check_recipe(
-        path, {"teacher_steps": 10, "batch_size": 4}
-    )  # same: resumes
+    synthetic_ablation.check_recipe(path, {"teacher_steps": 10, "batch_size": 4})  # same: resumes
     with pytest.raises(SystemExit, match="teacher_steps.*10, 20.*new --work_dir"):
         synthetic_ablation.check_recipe(path, {"teacher_steps": 20, "batch_size": 4})
 
@@ -92,9 +80,7 @@ def test_quick_recipe_runs_end_to_end_and_resumes(tmp_path):
     ):
         assert row in text
     timings = json.loads((tmp_path / "work" / "timings.json").read_text())
-    synthetic_ablation.main(
-        argv + ["--teacher_steps", "3"]
-    )  # every stage is found done
+    synthetic_ablation.main(argv + ["--teacher_steps", "3"])  # every stage is found done
     assert json.loads((tmp_path / "work" / "timings.json").read_text()) == timings
     with pytest.raises(SystemExit, match="another recipe"):
         synthetic_ablation.main(argv)
@@ -106,9 +92,7 @@ def layout_rows(tmp_path_factory):
 
     cache = str(tmp_path_factory.mktemp("layout_cache"))
     layout = SceneLayout(3, 2.6, 1 / 3, paraphrase=True)
-    return load_synthetic_matting(4, 0, image_size=64, cache_dir=cache, layout=layout)[
-        "train"
-    ]
+    return load_synthetic_matting(4, 0, image_size=64, cache_dir=cache, layout=layout)["train"]
 
 
 def test_base_model_is_a_stable_diffusion_folder_and_resumes(layout_rows, tmp_path):
@@ -125,16 +109,11 @@ def test_base_model_is_a_stable_diffusion_folder_and_resumes(layout_rows, tmp_pa
     assert synthetic_base_model.build_base_model(base, layout_rows, **steps) == {}
     assert (base / "unet" / "config.json").stat().st_mtime_ns == stamp
 
-    random_unet = synthetic_base_model.without_diffusion_pretraining(
-        base, tmp_path / "d"
-    )
+    random_unet = synthetic_base_model.without_diffusion_pretraining(base, tmp_path / "d")
     other = StableDiffusionPipeline.from_pretrained(random_unet, safety_checker=None)
     for a, b in zip(pipe.text_encoder.parameters(), other.text_encoder.parameters()):
         assert torch.equal(a, b)
-    assert not all(
-        torch.equal(a, b)
-        for a, b in zip(pipe.unet.parameters(), other.unet.parameters())
-    )
+    assert not all(torch.equal(a, b) for a, b in zip(pipe.unet.parameters(), other.unet.parameters()))
 
 
 def test_base_tokenizer_reads_ordinary_words_whole(layout_rows):
@@ -151,7 +130,5 @@ def test_instance_views_show_only_the_named_instance(layout_rows):
     assert views.shape == (2, 3, 64, 64)
     image = np.asarray(layout_rows[0]["image"], np.float32) / 127.5 - 1
     expected = torch.from_numpy(image * alpha[..., None]).permute(2, 0, 1)
-    torch.testing.assert_close(
-        views[0], expected
-    )  # the instance as drawn, mid-grey (0) elsewhere
+    torch.testing.assert_close(views[0], expected)  # the instance as drawn, mid-grey (0) elsewhere
     assert (alpha > 0).any() and (alpha == 0).any()

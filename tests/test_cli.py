@@ -18,9 +18,7 @@ def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("model")
     # A small default processing resolution keeps the tiny models fast at the command's defaults.
     components = get_dummy_components()
-    SoftGroundingMattingPipeline(
-        **components, default_processing_resolution=32
-    ).save_pretrained(path)
+    SoftGroundingMattingPipeline(**components, default_processing_resolution=32).save_pretrained(path)
     return path
 
 
@@ -29,12 +27,8 @@ def images(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    PIL.Image.fromarray(rng.integers(0, 256, (30, 44, 3), dtype=np.uint8)).save(
-        folder / "cat.png"
-    )
-    PIL.Image.fromarray(rng.integers(0, 256, (26, 20), dtype=np.uint8)).save(
-        folder / "dog.jpg"
-    )
+    PIL.Image.fromarray(rng.integers(0, 256, (30, 44, 3), dtype=np.uint8)).save(folder / "cat.png")
+    PIL.Image.fromarray(rng.integers(0, 256, (26, 20), dtype=np.uint8)).save(folder / "dog.jpg")
     (folder / "notes.txt").write_text("not an image")
     return folder
 
@@ -56,9 +50,7 @@ def _assert_one_line_error(code, err, fragment):
     assert fragment in lines[0], lines[0]
 
 
-def test_predict_writes_alpha_pngs_for_every_image_and_prompt(
-    capsys, images, model_dir, tmp_path
-):
+def test_predict_writes_alpha_pngs_for_every_image_and_prompt(capsys, images, model_dir, tmp_path):
     out = tmp_path / "out"
     args = [
         "predict",
@@ -86,9 +78,7 @@ def test_predict_writes_alpha_pngs_for_every_image_and_prompt(
     pipe.set_progress_bar_config(disable=True)
     image = load_image(PIL.Image.open(images / "cat.png"))
     expected = pipe(image, "the cat", processing_resolution=24).alpha[0, ..., 0]
-    np.testing.assert_allclose(
-        np.asarray(written) / 255.0, expected, atol=1 / 255 + 1e-6
-    )
+    np.testing.assert_allclose(np.asarray(written) / 255.0, expected, atol=1 / 255 + 1e-6)
     assert "matting" in err  # the progress bar
 
 
@@ -109,9 +99,7 @@ def test_predict_globs_and_cutouts(capsys, images, model_dir, tmp_path):
     assert [p.name for p in out.iterdir()] == ["cat_the-cat_cutout.png"]
     cutout = PIL.Image.open(out / "cat_the-cat_cutout.png")
     assert cutout.mode == "RGBA" and cutout.size == (44, 30)
-    assert (
-        _run(capsys, *args)[0] == 0
-    )  # the alpha next to it: the cut-out carries the same matte
+    assert _run(capsys, *args)[0] == 0  # the alpha next to it: the cut-out carries the same matte
     alpha = np.asarray(PIL.Image.open(out / "cat_the-cat_alpha.png"))
     np.testing.assert_array_equal(np.asarray(cutout)[..., 3], alpha)
 
@@ -190,9 +178,7 @@ def test_unknown_subcommand(capsys):
     _assert_one_line_error(*_run(capsys, "transmogrify"), "invalid choice")
 
 
-def test_default_model_is_the_shipped_demo_checkpoint(
-    capsys, images, model_dir, tmp_path, monkeypatch
-):
+def test_default_model_is_the_shipped_demo_checkpoint(capsys, images, model_dir, tmp_path, monkeypatch):
     args = [
         "predict",
         images / "cat.png",
@@ -229,11 +215,7 @@ def test_a_subcommand_is_one_function(monkeypatch):
 
 def test_console_script_reports_bad_input_without_traceback(tmp_path):
     script = Path(sys.executable).with_name("diffusers-matte")
-    command = (
-        [str(script)]
-        if script.exists()
-        else [sys.executable, "-m", "diffusers_matte.cli"]
-    )
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "diffusers_matte.cli"]
     missing = tmp_path / "missing.png"
     result = subprocess.run(
         [*command, "predict", str(missing), "--prompt", "a"],
@@ -241,10 +223,7 @@ def test_console_script_reports_bad_input_without_traceback(tmp_path):
         text=True,
     )
     assert result.returncode == 2
-    assert (
-        result.stderr.strip()
-        == f"diffusers-matte predict: error: no such file or folder: '{missing}'"
-    )
+    assert result.stderr.strip() == f"diffusers-matte predict: error: no such file or folder: '{missing}'"
 
 
 def test_evaluate_subcommand_scores_a_baseline(capsys, tmp_path):
@@ -262,20 +241,14 @@ def test_evaluate_subcommand_scores_a_baseline(capsys, tmp_path):
     assert code == 0, err
     assert (tmp_path / "eval" / "metrics.json").is_file()
     assert (tmp_path / "eval" / "results.md").is_file()
-    _assert_one_line_error(
-        *_run(capsys, "evaluate", "--protocol", "synthetic"), "--output-dir"
-    )
+    _assert_one_line_error(*_run(capsys, "evaluate", "--protocol", "synthetic"), "--output-dir")
 
 
 def test_readme_main_command_runs_with_the_shipped_demo_model(capsys, tmp_path):
     """The README's main command, on the shipped example image, with the shipped demonstration model."""
     repo = Path(__file__).resolve().parents[1]
     readme = (repo / "README.md").read_text()
-    command = next(
-        line
-        for line in readme.splitlines()
-        if line.startswith("diffusers-matte predict")
-    )
+    command = next(line for line in readme.splitlines() if line.startswith("diffusers-matte predict"))
     args = command.split()[2:]
     args[0] = str(repo / args[0])
     prompt = command.split('"')[1]

@@ -63,10 +63,7 @@ def prompt_predictor(calls=None):
     def predict(images, prompts):
         if calls is not None:
             calls.append(len(prompts))
-        return [
-            np.full(image.shape[:2], (len(p) % 7) / 6.0, np.float32)
-            for image, p in zip(images, prompts)
-        ]
+        return [np.full(image.shape[:2], (len(p) % 7) / 6.0, np.float32) for image, p in zip(images, prompts)]
 
     return predict
 
@@ -74,9 +71,7 @@ def prompt_predictor(calls=None):
 def run(predict, dataset, output_dir=None, **kwargs):
     kwargs.setdefault("progress", False)
     kwargs.setdefault("warmup", 0)
-    return evaluate(
-        predict, dataset, kwargs.pop("protocol", "synthetic"), output_dir, **kwargs
-    )
+    return evaluate(predict, dataset, kwargs.pop("protocol", "synthetic"), output_dir, **kwargs)
 
 
 def direct_metrics(pipe, row, batch_size):
@@ -108,9 +103,7 @@ def test_pipeline_numbers_equal_direct_metric_calls(synthetic, pipe, tmp_path):
     ]
     expected = direct_metrics(pipe, synthetic[0], batch_size=4)
     for got, want in zip(result.rows, expected):
-        assert {k: got[k] for k in METRIC_NAMES} == pytest.approx(
-            want, rel=1e-12, abs=1e-15
-        )
+        assert {k: got[k] for k in METRIC_NAMES} == pytest.approx(want, rel=1e-12, abs=1e-15)
     summary = result.summary
     for name in METRIC_NAMES:
         want = np.mean([e[name] for e in expected])
@@ -128,14 +121,10 @@ def test_pipeline_batches_mixing_images(synthetic, pipe):
     """Batches of 3 mix the texts of two images: each pair still gets its own image's matte."""
     predict = pipeline_predictor(pipe, processing_resolution=0)
     rows = run(predict, synthetic, batch_size=3, max_samples=8).rows
-    expected = direct_metrics(pipe, synthetic[0], 4) + direct_metrics(
-        pipe, synthetic[1], 4
-    )
+    expected = direct_metrics(pipe, synthetic[0], 4) + direct_metrics(pipe, synthetic[1], 4)
     for got, want in zip(rows, expected):
         # Other batch compositions change float rounding of the convolutions (~1e-9 relative), nothing more.
-        assert {k: got[k] for k in METRIC_NAMES} == pytest.approx(
-            want, rel=1e-6, abs=1e-9
-        )
+        assert {k: got[k] for k in METRIC_NAMES} == pytest.approx(want, rel=1e-6, abs=1e-9)
 
 
 def test_per_type_means_and_files(synthetic, tmp_path):
@@ -157,22 +146,13 @@ def test_per_type_means_and_files(synthetic, tmp_path):
     assert list(summary["per_text_type"]) == TYPES and summary["num_samples"] == 12
     everything = [m for group in by_type.values() for m in group]
     for name in METRIC_NAMES:
-        assert summary["mean"][name] == pytest.approx(
-            np.mean([m[name] for m in everything]), rel=1e-12
-        )
+        assert summary["mean"][name] == pytest.approx(np.mean([m[name] for m in everything]), rel=1e-12)
         for kind in TYPES:
             want = np.mean([m[name] for m in by_type[kind]])
-            assert summary["per_text_type"][kind][name] == pytest.approx(
-                want, rel=1e-12
-            )
-    assert (
-        len({summary["per_text_type"][k]["sad"] for k in TYPES}) > 1
-    )  # the types do differ here
+            assert summary["per_text_type"][kind][name] == pytest.approx(want, rel=1e-12)
+    assert len({summary["per_text_type"][k]["sad"] for k in TYPES}) > 1  # the types do differ here
     table = (tmp_path / "results.md").read_text()
-    assert (
-        "| SAD (/1e3) | MSE (raw) | GRAD (/1e3) | CONN (/1e3) | time (ms/sample) |"
-        in table
-    )
+    assert "| SAD (/1e3) | MSE (raw) | GRAD (/1e3) | CONN (/1e3) | time (ms/sample) |" in table
     for kind in ["all"] + TYPES:
         assert f"| {kind} |" in table
     header = (tmp_path / "samples.csv").read_text().splitlines()[0]
@@ -182,30 +162,19 @@ def test_per_type_means_and_files(synthetic, tmp_path):
 def test_resume_skips_scored_samples_and_gives_the_same_table(synthetic, tmp_path):
     calls = []
     run(prompt_predictor(calls), synthetic, tmp_path / "a", batch_size=2, max_samples=5)
-    assert (
-        sum(calls) == 5
-        and len((tmp_path / "a" / "samples.csv").read_text().splitlines()) == 6
-    )
-    with open(
-        tmp_path / "a" / "samples.csv", "a"
-    ) as handle:  # a write cut off by a crash
+    assert sum(calls) == 5 and len((tmp_path / "a" / "samples.csv").read_text().splitlines()) == 6
+    with open(tmp_path / "a" / "samples.csv", "a") as handle:  # a write cut off by a crash
         handle.write("synthetic_test_0000001_1,1,basic,synthetic_test_0000001,64")
     calls.clear()
     resumed = run(prompt_predictor(calls), synthetic, tmp_path / "a", batch_size=2)
     assert sum(calls) == 12 - 5
     fresh = run(prompt_predictor(), synthetic, tmp_path / "b", batch_size=5)
-    strip = lambda rows: [
-        {k: v for k, v in r.items() if k != "seconds"} for r in rows
-    ]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(resumed.rows) == strip(fresh.rows)
     for subset in ["mean"] + [f"per_text_type.{k}" for k in TYPES]:
-        get = lambda s: (
-            s[subset] if "." not in subset else s["per_text_type"][subset.split(".")[1]]
-        )  # noqa: E731
+        get = lambda s: (s[subset] if "." not in subset else s["per_text_type"][subset.split(".")[1]])  # noqa: E731
         a, b = get(resumed.summary), get(fresh.summary)
-        assert {k: a[k] for k in ("samples",) + METRIC_NAMES} == {
-            k: b[k] for k in ("samples",) + METRIC_NAMES
-        }
+        assert {k: a[k] for k in ("samples",) + METRIC_NAMES} == {k: b[k] for k in ("samples",) + METRIC_NAMES}
     calls.clear()
     again = run(prompt_predictor(calls), synthetic, tmp_path / "a", batch_size=2)
     assert calls == [] and again.rows == resumed.rows
@@ -219,9 +188,7 @@ def test_refuses_results_of_another_run_unless_overwrite(synthetic, tmp_path):
         run_info={"model": "baseline:zeros"},
         max_samples=3,
     )
-    with pytest.raises(
-        RunMismatchError, match="model: 'baseline:zeros' there, 'baseline:ones' now"
-    ):
+    with pytest.raises(RunMismatchError, match="model: 'baseline:zeros' there, 'baseline:ones' now"):
         run(
             constant_predictor(1.0),
             synthetic,
@@ -243,10 +210,7 @@ def test_refuses_results_of_another_run_unless_overwrite(synthetic, tmp_path):
         run_info={"model": "baseline:ones"},
         overwrite=True,
     )
-    assert (
-        len(result.rows) == 12
-        and json.loads((tmp_path / "run.json").read_text())["model"] == "baseline:ones"
-    )
+    assert len(result.rows) == 12 and json.loads((tmp_path / "run.json").read_text())["model"] == "baseline:ones"
     assert len((tmp_path / "samples.csv").read_text().splitlines()) == 13
     stray = tmp_path / "stray"
     stray.mkdir()
@@ -309,15 +273,9 @@ def test_refmatte_protocols_score_at_512(protocol, tmp_path, cache_dir):
         "text_3",
     ]
     for row in result.rows:
-        assert (
-            row["text"] == labels[row["instance_id"]]["expressions"][row["text_index"]]
-        )
-        mask = Image.open(mask_dir / f"{row['instance_id']}.png").resize(
-            (512, 512), Image.BILINEAR
-        )
-        want = all_metrics(
-            np.full((512, 512), 0.25), np.asarray(mask, np.float64) / 255
-        )
+        assert row["text"] == labels[row["instance_id"]]["expressions"][row["text_index"]]
+        mask = Image.open(mask_dir / f"{row['instance_id']}.png").resize((512, 512), Image.BILINEAR)
+        want = all_metrics(np.full((512, 512), 0.25), np.asarray(mask, np.float64) / 255)
         assert {k: row[k] for k in METRIC_NAMES} == pytest.approx(want, rel=1e-12)
     named = run(
         predict,
@@ -344,9 +302,7 @@ def test_caption_protocols_score_at_full_resolution(protocol, tmp_path, cache_di
         load_protocol_dataset(protocol, tmp_path, cache_dir=cache_dir)
     dataset = load_protocol_dataset(protocol, tmp_path, captions, cache_dir=cache_dir)
     result = run(constant_predictor(0.0), dataset, protocol=protocol)
-    assert [(r["instance_id"], r["text"]) for r in result.rows] == [
-        (s, f"the subject of {s}") for s in stems
-    ]
+    assert [(r["instance_id"], r["text"]) for r in result.rows] == [(s, f"the subject of {s}") for s in stems]
     assert {(r["height"], r["width"]) for r in result.rows} == {(16, 24)}
     assert list(result.summary["per_text_type"]) == ["caption"]
 
@@ -365,26 +321,14 @@ def test_script_baseline_and_checkpoint(synthetic, pipe, tmp_path, capsys):
     datasets.DatasetDict({"test": synthetic}).save_to_disk(str(data))
     script = load_script()
     common = ["--protocol", "synthetic", "--data_dir", str(data), "--no-progress"]
-    assert (
-        script.main(
-            ["--baseline", "zeros", "--output-dir", str(tmp_path / "zeros"), *common]
-        )
-        == 0
-    )
+    assert script.main(["--baseline", "zeros", "--output-dir", str(tmp_path / "zeros"), *common]) == 0
     out = capsys.readouterr().out
     assert "| all | 12 |" in out and "baseline:zeros" in out
     summary = json.loads((tmp_path / "zeros" / "metrics.json").read_text())
     direct = run(constant_predictor(0.0), synthetic).summary["mean"]
-    assert {k: summary["mean"][k] for k in METRIC_NAMES} == {
-        k: direct[k] for k in METRIC_NAMES
-    }
+    assert {k: summary["mean"][k] for k in METRIC_NAMES} == {k: direct[k] for k in METRIC_NAMES}
     # Another model into the same folder: refused with one line, exit code 2.
-    assert (
-        script.main(
-            ["--baseline", "ones", "--output-dir", str(tmp_path / "zeros"), *common]
-        )
-        == 2
-    )
+    assert script.main(["--baseline", "ones", "--output-dir", str(tmp_path / "zeros"), *common]) == 2
     assert "different run" in capsys.readouterr().err
 
     pipe.save_pretrained(tmp_path / "ckpt")
@@ -393,10 +337,7 @@ def test_script_baseline_and_checkpoint(synthetic, pipe, tmp_path, capsys):
     assert script.main(args) == 0
     summary = json.loads((tmp_path / "model" / "metrics.json").read_text())
     assert summary["device"] == "cpu" and summary["run"]["dtype"] == "float32"
-    assert (
-        summary["run"]["model"] == str((tmp_path / "ckpt").resolve())
-        and summary["num_samples"] == 2
-    )
+    assert summary["run"]["model"] == str((tmp_path / "ckpt").resolve()) and summary["num_samples"] == 2
     assert len(summary["run"]["model_fingerprint"]) == 16
     row = synthetic[0]
     image = np.asarray(row["image"].convert("RGB"))
@@ -411,9 +352,7 @@ def test_script_baseline_and_checkpoint(synthetic, pipe, tmp_path, capsys):
     assert summary["mean"]["sad"] == pytest.approx(np.mean(want), rel=1e-6)
 
 
-def test_cli_registration_resolution_override_and_usage_errors(
-    synthetic, tmp_path, capsys
-):
+def test_cli_registration_resolution_override_and_usage_errors(synthetic, tmp_path, capsys):
     """How `diffusers-matte evaluate` registers: a subparser filled by add_evaluate_arguments, run_evaluate."""
     import argparse
 
@@ -424,9 +363,7 @@ def test_cli_registration_resolution_override_and_usage_errors(
 
     parser = argparse.ArgumentParser()
     subparsers = parser.add_subparsers(dest="command")
-    add_evaluate_arguments(subparsers.add_parser("evaluate")).set_defaults(
-        run=run_evaluate
-    )
+    add_evaluate_arguments(subparsers.add_parser("evaluate")).set_defaults(run=run_evaluate)
     data = tmp_path / "data"
     datasets.DatasetDict({"test": synthetic}).save_to_disk(str(data))
     argv = [
@@ -439,14 +376,10 @@ def test_cli_registration_resolution_override_and_usage_errors(
         str(data),
         "--no-progress",
     ]
-    args = parser.parse_args(
-        [*argv, "--output-dir", str(tmp_path / "out"), "--resolution", "32"]
-    )
+    args = parser.parse_args([*argv, "--output-dir", str(tmp_path / "out"), "--resolution", "32"])
     assert args.run(args) == 0
     rows = (tmp_path / "out" / "samples.csv").read_text().splitlines()[1:]
-    assert len(rows) == 12 and {tuple(r.split(",")[4:6]) for r in rows} == {
-        ("32", "32")
-    }
+    assert len(rows) == 12 and {tuple(r.split(",")[4:6]) for r in rows} == {("32", "32")}
     assert "| all | 12 |" in capsys.readouterr().out
     for bad, message in (
         (["--batch-size", "0"], "positive"),
@@ -483,12 +416,8 @@ def test_checkpoint_fingerprint_tells_retrained_weights_apart(tmp_path):
 
 def test_metric_workers_give_the_same_rows(synthetic, tmp_path):
     inline = run(prompt_predictor(), synthetic, batch_size=3).rows
-    pooled = run(
-        prompt_predictor(), synthetic, tmp_path, batch_size=3, metric_workers=2
-    )
-    strip = lambda rows: [
-        {k: v for k, v in r.items() if k != "seconds"} for r in rows
-    ]  # noqa: E731
+    pooled = run(prompt_predictor(), synthetic, tmp_path, batch_size=3, metric_workers=2)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(pooled.rows) == strip(inline)
     assert len((tmp_path / "samples.csv").read_text().splitlines()) == 13
     with pytest.raises(ValueError, match="metric_workers"):

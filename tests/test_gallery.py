@@ -24,9 +24,7 @@ TILE = 48
 @pytest.fixture(scope="module")
 def pipe():
     # A small default processing resolution keeps the tiny models fast.
-    pipe = SoftGroundingMattingPipeline(
-        **get_dummy_components(), default_processing_resolution=32
-    )
+    pipe = SoftGroundingMattingPipeline(**get_dummy_components(), default_processing_resolution=32)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -65,9 +63,7 @@ def test_size_follows_the_layout(gallery):
 
 
 def test_alpha_tile_is_the_pipelines_output(pipe, entries, gallery):
-    entry = entries[
-        1
-    ]  # 20x28: scaled by 48/28 with nearest neighbour, centred horizontally
+    entry = entries[1]  # 20x28: scaled by 48/28 with nearest neighbour, centred horizontally
     alpha = pipe(entry["image"], entry["prompts"][2], output_type="pt").alpha[0]
     expected = np.asarray(make_gallery.fit_to_tile(alpha_to_pil(alpha), TILE))
     assert expected.shape == (TILE, round(20 * TILE / 28))
@@ -76,9 +72,7 @@ def test_alpha_tile_is_the_pipelines_output(pipe, entries, gallery):
     x += (TILE - expected.shape[1]) // 2
     shown = np.asarray(gallery)[y : y + TILE, x : x + expected.shape[1]]
     assert (shown == expected[..., None]).all()
-    assert (
-        expected.std() > 0
-    )  # a real matte, not a constant the test would match by luck
+    assert expected.std() > 0  # a real matte, not a constant the test would match by luck
 
 
 def test_short_row_leaves_missing_tiles_blank_and_captions_tiles(gallery):
@@ -106,11 +100,7 @@ def test_main_renders_a_spec_with_overwrite(pipe, tmp_path):
     pipe.save_pretrained(model)
     PIL.Image.new("RGB", (16, 16), (200, 30, 30)).save(tmp_path / "red.png")
     spec = tmp_path / "spec.json"
-    spec.write_text(
-        json.dumps(
-            [{"image": "red.png", "prompts": ["the red box"], "kinds": ["colour"]}]
-        )
-    )
+    spec.write_text(json.dumps([{"image": "red.png", "prompts": ["the red box"], "kinds": ["colour"]}]))
     output = tmp_path / "gallery.png"
     output.write_bytes(b"old")
     argv = ["--model", model, "--spec", spec, "--output", output, "--tile", 32]

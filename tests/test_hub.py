@@ -128,9 +128,7 @@ def test_remote_code_loads_without_the_package(exported, tmp_path):
                 component,
                 modules[component],
             )
-        np.testing.assert_allclose(
-            np.load(tmp_path / f"{name}.npy"), expected, atol=1e-6
-        )
+        np.testing.assert_allclose(np.load(tmp_path / f"{name}.npy"), expected, atol=1e-6)
 
 
 def test_re_export_of_a_remote_code_pipeline(exported, tmp_path):
@@ -146,9 +144,7 @@ def test_re_export_of_a_remote_code_pipeline(exported, tmp_path):
         "pipeline_soft_grounding",
         "SoftGroundingMattingPipeline",
     ]
-    again = DiffusionPipeline.from_pretrained(
-        tmp_path / "again", trust_remote_code=True
-    )
+    again = DiffusionPipeline.from_pretrained(tmp_path / "again", trust_remote_code=True)
     again.set_progress_bar_config(disable=True)
     np.testing.assert_allclose(_alpha(again), _alpha(pipe), atol=1e-6)
 
@@ -191,9 +187,7 @@ def test_copies_same_folder_imports_and_refuses_others(tmp_path, monkeypatch):
             hub.copy_module_with_siblings(thing, tmp_path / "refused", {})
     thing = _module_from_files(tmp_path, monkeypatch, {"exportme.py": ""})
     with pytest.raises(ValueError, match="Two exported modules are named exportme.py"):
-        hub.copy_module_with_siblings(
-            thing, tmp_path / "clash", {"exportme.py": tmp_path / "elsewhere.py"}
-        )
+        hub.copy_module_with_siblings(thing, tmp_path / "clash", {"exportme.py": tmp_path / "elsewhere.py"})
 
 
 def _fake_hub_cache(cache: Path, repo_id: str, folder: Path) -> None:
@@ -220,9 +214,7 @@ def test_from_pretrained_hub_id_is_snapshotted_first(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", spy)
     # diffusers' own Hub download check would refuse the components that live outside diffusers: the pipeline
     # downloads the snapshot itself and loads the local folder.
-    loaded = SoftGroundingMattingPipeline.from_pretrained(
-        "me/matte", revision="main", **kwargs
-    )
+    loaded = SoftGroundingMattingPipeline.from_pretrained("me/matte", revision="main", **kwargs)
     assert calls == [
         (
             "me/matte",
@@ -239,9 +231,7 @@ def test_from_pretrained_hub_id_is_snapshotted_first(tmp_path, monkeypatch):
 
 def test_model_card_from_template(exported):
     pipe, _ = exported
-    card = hub.make_model_card(
-        pipe, "me/matte", model_description="A tiny test model.", base_model="me/base"
-    )
+    card = hub.make_model_card(pipe, "me/matte", model_description="A tiny test model.", base_model="me/base")
     assert card.data.license == "apache-2.0"
     assert card.data.library_name == "diffusers"
     assert card.data.base_model == "me/base"
@@ -266,20 +256,14 @@ def test_push_to_hub_uploads_code_weights_and_card(exported, tmp_path, monkeypat
         return f"https://huggingface.co/{repo_id}/commit/1"
 
     readme_exists = {"value": False}
-    monkeypatch.setattr(
-        hub, "create_repo", lambda repo_id, **kwargs: SimpleNamespace(repo_id=repo_id)
-    )
-    monkeypatch.setattr(
-        hub, "file_exists", lambda repo_id, filename, **kwargs: readme_exists["value"]
-    )
+    monkeypatch.setattr(hub, "create_repo", lambda repo_id, **kwargs: SimpleNamespace(repo_id=repo_id))
+    monkeypatch.setattr(hub, "file_exists", lambda repo_id, filename, **kwargs: readme_exists["value"])
     monkeypatch.setattr(hub, "upload_folder", fake_upload)
 
     assert pipe.push_to_hub("me/matte", commit_message="first").endswith("/commit/1")
     repo_id, folder, kwargs = uploads[0]
     assert repo_id == "me/matte" and kwargs["commit_message"] == "first"
-    assert (folder / "unet" / "unet_matte.py").is_file() and (
-        folder / "pipeline_soft_grounding.py"
-    ).is_file()
+    assert (folder / "unet" / "unet_matte.py").is_file() and (folder / "pipeline_soft_grounding.py").is_file()
     assert "license: apache-2.0" in (folder / "README.md").read_text()
     readme_exists["value"] = True  # an existing card is kept unless asked
     pipe.push_to_hub("me/matte")

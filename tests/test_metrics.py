@@ -43,21 +43,14 @@ def _block(shape, rows, cols, value=1.0, base=None):
 
 def _reference_gaussgradient_kernel(sigma=1.4, epsilon=1e-2):
     """gaussgradient.m's 2-D kernel hx, entry by entry."""
-    half = math.ceil(
-        sigma * math.sqrt(-2 * math.log(math.sqrt(2 * math.pi) * sigma * epsilon))
-    )
+    half = math.ceil(sigma * math.sqrt(-2 * math.log(math.sqrt(2 * math.pi) * sigma * epsilon)))
     size = 2 * half + 1
-    gauss = lambda x: math.exp(-(x**2) / (2 * sigma**2)) / (
-        sigma * math.sqrt(2 * math.pi)
-    )
+
+    def gauss(x):
+        return math.exp(-(x**2) / (2 * sigma**2)) / (sigma * math.sqrt(2 * math.pi))
+
     hx = np.array(
-        [
-            [
-                gauss(i - half) * (-(j - half) * gauss(j - half) / sigma**2)
-                for j in range(size)
-            ]
-            for i in range(size)
-        ]
+        [[gauss(i - half) * (-(j - half) * gauss(j - half) / sigma**2) for j in range(size)] for i in range(size)]
     )
     return hx / math.sqrt((hx**2).sum())
 
@@ -70,10 +63,7 @@ def _reference_conv_replicate(image, kernel):
     h, w = image.shape
     for a in range(-half, half + 1):
         for b in range(-half, half + 1):
-            out += (
-                kernel[a + half, b + half]
-                * padded[half - a : half - a + h, half - b : half - b + w]
-            )
+            out += kernel[a + half, b + half] * padded[half - a : half - a + h, half - b : half - b + w]
     return out
 
 
@@ -83,9 +73,7 @@ def _reference_grad(pred, gt):
     amps = []
     for alpha in (pred, gt):
         alpha = (alpha - alpha.min()) / (alpha.max() - alpha.min())
-        gx, gy = _reference_conv_replicate(alpha, hx), _reference_conv_replicate(
-            alpha, hx.T
-        )
+        gx, gy = _reference_conv_replicate(alpha, hx), _reference_conv_replicate(alpha, hx.T)
         amps.append(np.sqrt(gx**2 + gy**2))
     return ((amps[0] - amps[1]) ** 2).sum() / 1000
 
@@ -104,12 +92,7 @@ def _reference_components_column_major(binary):
                     y, x = queue.popleft()
                     comp.append((y, x))
                     for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
-                        if (
-                            0 <= ny < h
-                            and 0 <= nx < w
-                            and binary[ny, nx]
-                            and not seen[ny, nx]
-                        ):
+                        if 0 <= ny < h and 0 <= nx < w and binary[ny, nx] and not seen[ny, nx]:
                             seen[ny, nx] = True
                             queue.append((ny, nx))
                 comps.append(comp)
@@ -128,9 +111,7 @@ def _reference_conn(pred, gt):
         omega = np.zeros(p.shape, dtype=bool)
         if comps:
             sizes = [len(c) for c in comps]
-            for y, x in comps[
-                sizes.index(max(sizes))
-            ]:  # MATLAB's max: the first of equal maxima
+            for y, x in comps[sizes.index(max(sizes))]:  # MATLAB's max: the first of equal maxima
                 omega[y, x] = True
         l_map[(l_map == -1) & ~omega] = thresholds[ii - 1]
     l_map[l_map == -1] = 1
@@ -193,12 +174,7 @@ def test_grad_kernel_gain_on_a_ramp():
     u = np.arange(-4, 5)
     gauss = np.exp(-(u**2) / (2 * 1.4**2))
     dgauss = -u * gauss
-    gain = (
-        gauss.sum()
-        / np.linalg.norm(gauss)
-        * abs((u * dgauss).sum())
-        / np.linalg.norm(dgauss)
-    )
+    gain = gauss.sum() / np.linalg.norm(gauss) * abs((u * dgauss).sum()) / np.linalg.norm(dgauss)
     assert gain == pytest.approx(9.68, abs=0.01)
     ramp = np.tile(np.linspace(0.2, 0.8, w), (h, 1))
     interior = np.zeros((h, w), dtype=bool)
@@ -268,9 +244,7 @@ def test_conn_uses_4_connectivity():
 def test_conn_ties_go_to_the_first_component_in_column_major_order():
     # Two equal squares: A first in row-major order (top right), B first in column-major order (bottom left).
     gt = _block((8, 8), (0, 2), (5, 7), base=_block((8, 8), (5, 7), (0, 2)))
-    pred = _block(
-        (8, 8), (0, 2), (5, 7), 0.5, base=_block((8, 8), (5, 7), (0, 2), 0.35)
-    )
+    pred = _block((8, 8), (0, 2), (5, 7), 0.5, base=_block((8, 8), (5, 7), (0, 2), 0.35))
     # MATLAB keeps B up to t = 0.3 (A gets l = 0: 0.5 each), then A alone until 0.5; B gets l = 0.3: 0.7 each.
     assert conn(pred, gt) == pytest.approx((4 * 0.5 + 4 * 0.7) / 1000, rel=1e-6)
     # Transposed, A comes first: A keeps l = 0.5 (0.5 each), B gets l = 0 (0.65 each).
@@ -283,14 +257,10 @@ def test_conn_threshold_ties_in_single_precision():
     gt = _block((5, 5), (1, 3), (1, 3))
     # uint8 153 is 0.6 in float64, below np.arange's 0.6000000000000001, but single(153) / 255 = 0.60000002
     # passes t = 0.6 in MATLAB: l = 0.6, phi(pred) = 1, phi(gt) = 0.6 (a float64 port would give l = 0.5: 0.5).
-    assert conn(_block((5, 5), (1, 3), (1, 3), 153 / 255), gt) == pytest.approx(
-        4 * 0.4 / 1000, rel=1e-6
-    )
+    assert conn(_block((5, 5), (1, 3), (1, 3), 153 / 255), gt) == pytest.approx(4 * 0.4 / 1000, rel=1e-6)
     # 0.7 becomes single(0.7) = 0.69999999 < 0.7, but MATLAB (and Octave) compare single with double in single
     # precision, so it passes t = 0.7: l = 0.7, phi(pred) = 1, phi(gt) = 0.7 (a float64 comparison: l = 0.6, 0.4).
-    assert conn(_block((5, 5), (1, 3), (1, 3), 0.7), gt) == pytest.approx(
-        4 * 0.3 / 1000, rel=1e-6
-    )
+    assert conn(_block((5, 5), (1, 3), (1, 3), 0.7), gt) == pytest.approx(4 * 0.3 / 1000, rel=1e-6)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -301,9 +271,7 @@ def test_conn_matches_line_by_line_reference(seed):
     pred = np.clip(gt + rng.choice([-0.4, -0.1, 0.0, 0.2], size=(h, w)), 0, 1)
     if seed % 2:
         pred = _quantise(pred)
-    assert conn(pred, gt) == pytest.approx(
-        _reference_conn(pred, gt), rel=1e-6, abs=1e-12
-    )
+    assert conn(pred, gt) == pytest.approx(_reference_conn(pred, gt), rel=1e-6, abs=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -316,14 +284,8 @@ def _octave_cases():
     pred_a = 0.9 * _soft_disk(24, 31, 12.5, 16, 7)
     pred_a[2:5, 25:29] = 0.6
     pred_a = _quantise(pred_a)
-    gt_b = _quantise(
-        np.maximum(_soft_disk(17, 40, 8, 9, 5, 1.5), _soft_disk(17, 40, 9, 30, 6, 3.0))
-    )
-    pred_b = _quantise(
-        np.maximum(
-            _soft_disk(17, 40, 8, 10, 4, 1.5), 0.7 * _soft_disk(17, 40, 10, 29, 6, 3.0)
-        )
-    )
+    gt_b = _quantise(np.maximum(_soft_disk(17, 40, 8, 9, 5, 1.5), _soft_disk(17, 40, 9, 30, 6, 3.0)))
+    pred_b = _quantise(np.maximum(_soft_disk(17, 40, 8, 10, 4, 1.5), 0.7 * _soft_disk(17, 40, 10, 29, 6, 3.0)))
     pred_c = 0.2 + 0.6 * _soft_disk(17, 40, 8, 10, 4, 1.5)
     mask = np.zeros((24, 31), dtype=bool)
     mask[3:21, 5:28] = True
@@ -385,9 +347,7 @@ def test_bad_inputs_raise_clear_errors(metric):
         metric(ok, ok - 0.1)
     with pytest.raises(ValueError, match="NaN"):
         metric(np.full((4, 5), np.nan), ok)
-    with pytest.raises(
-        ValueError, match=r"`pred` has shape \(4, 5\) but `gt` has shape \(5, 4\)"
-    ):
+    with pytest.raises(ValueError, match=r"`pred` has shape \(4, 5\) but `gt` has shape \(5, 4\)"):
         metric(ok, ok.T)
     with pytest.raises(ValueError, match="2-D"):
         metric(ok[None], ok[None])
@@ -409,9 +369,7 @@ def test_unknown_variant_raises():
 def test_torch_tensors_accepted():
     pred, gt, mask = _octave_cases()["a_masked"]
     expected = all_metrics(pred, gt, mask)
-    got = all_metrics(
-        torch.from_numpy(pred).float(), torch.from_numpy(gt), torch.from_numpy(mask)
-    )
+    got = all_metrics(torch.from_numpy(pred).float(), torch.from_numpy(gt), torch.from_numpy(mask))
     for metric in METRIC_NAMES:
         assert got[metric] == pytest.approx(expected[metric], rel=1e-4)
 
@@ -425,11 +383,7 @@ def _samples(n, seed=0):
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
-        gt = _quantise(
-            _soft_disk(
-                16, 20, rng.uniform(4, 12), rng.uniform(4, 16), rng.uniform(3, 6)
-            )
-        )
+        gt = _quantise(_soft_disk(16, 20, rng.uniform(4, 12), rng.uniform(4, 16), rng.uniform(3, 6)))
         pred = np.clip(gt + 0.2 * rng.standard_normal(gt.shape), 0, 1)
         out.append((pred, gt))
     return out
@@ -437,9 +391,7 @@ def _samples(n, seed=0):
 
 def _expected_means(samples, **variants):
     rows = [all_metrics(p, g, **variants) for p, g in samples]
-    return {
-        metric: float(np.mean([row[metric] for row in rows])) for metric in METRIC_NAMES
-    }
+    return {metric: float(np.mean([row[metric] for row in rows])) for metric in METRIC_NAMES}
 
 
 def test_matting_metrics_means_over_samples_and_batches():
@@ -447,17 +399,13 @@ def test_matting_metrics_means_over_samples_and_batches():
     metrics = MattingMetrics(conn_variant="gfm")
     last = metrics.update(*samples[0])
     assert last == all_metrics(*samples[0], conn_variant="gfm")
-    preds = torch.from_numpy(np.stack([p for p, _ in samples[1:]]))[
-        :, None
-    ]  # (B, 1, H, W) tensor
+    preds = torch.from_numpy(np.stack([p for p, _ in samples[1:]]))[:, None]  # (B, 1, H, W) tensor
     metrics.update(preds, np.stack([g for _, g in samples[1:]]))
     assert metrics.num_samples == 5
     got, expected = metrics.compute(), _expected_means(samples, conn_variant="gfm")
     assert got == pytest.approx(expected, rel=1e-6)
     metrics.reset()
-    assert metrics.num_samples == 0 and all(
-        math.isnan(v) for v in metrics.compute().values()
-    )
+    assert metrics.num_samples == 0 and all(math.isnan(v) for v in metrics.compute().values())
 
 
 def test_matting_metrics_mask_and_batch_errors():
@@ -498,9 +446,7 @@ def _compute_on_ranks(shards, make_metrics):
             metrics.update(pred, gt)
         results[rank] = metrics.compute()
 
-    threads = [
-        threading.Thread(target=run, args=(rank,)) for rank in range(len(shards))
-    ]
+    threads = [threading.Thread(target=run, args=(rank,)) for rank in range(len(shards))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -515,9 +461,7 @@ def test_matting_metrics_gathers_sums_and_counts_before_reducing():
         samples[3:],
     ]  # uneven: a mean of per-process means would be wrong
     group = _ThreadProcessGroup(2)
-    results = _compute_on_ranks(
-        shards, lambda rank: MattingMetrics(gather_fn=group.gather_fn(rank))
-    )
+    results = _compute_on_ranks(shards, lambda rank: MattingMetrics(gather_fn=group.gather_fn(rank)))
     expected = _expected_means(samples)
     for result in results:
         assert result == pytest.approx(expected, rel=1e-9)
@@ -577,6 +521,4 @@ def test_matting_metrics_real_two_process_accelerate_run():
         expected = _expected_means(_samples(5, seed=7))
         for rank in range(2):
             got = np.load(os.path.join(tmp, f"rank{rank}.npy"))
-            np.testing.assert_allclose(
-                got, [expected[m] for m in METRIC_NAMES], rtol=1e-9
-            )
+            np.testing.assert_allclose(got, [expected[m] for m in METRIC_NAMES], rtol=1e-9)

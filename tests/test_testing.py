@@ -32,7 +32,4 @@ def test_dummy_tokenizer_is_deterministic_and_round_trips(tmp_path):
     again = CLIPTokenizer.from_pretrained(tmp_path)
     text = "the glass bubble on the right"
     assert again(text)["input_ids"] == first(text)["input_ids"]
-    assert (
-        get_dummy_tokenizer(num_merges=100, corpus=list(corpus)).get_vocab()
-        == first.get_vocab()
-    )
+    assert get_dummy_tokenizer(num_merges=100, corpus=list(corpus)).get_vocab() == first.get_vocab()

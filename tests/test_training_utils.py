@@ -40,9 +40,7 @@ def test_poly_milestone_lambda_follows_appendix_6_2():
     assert f(0) == 1.0
     assert f(10) == pytest.approx(0.9**0.9)
     assert f(29) == pytest.approx(0.71**0.9)
-    assert (
-        f(30) == f(69) == 0.5
-    )  # "the learning rate is directly adjusted to the presented value"
+    assert f(30) == f(69) == 0.5  # "the learning rate is directly adjusted to the presented value"
     assert f(70) == f(100) == f(120) == 0.25
     plain = PolyMilestoneLambda(100)
     assert plain(50) == pytest.approx(0.5**0.9)
@@ -69,9 +67,7 @@ def test_poly_milestone_lambda_errors(kwargs, message):
 def test_table4_stages_are_consistent_schedules():
     assert set(TABLE4_STAGES) == {"semantic", "transparency", "decoder", "refiner"}
     for stage in TABLE4_STAGES.values():
-        f = PolyMilestoneLambda(
-            stage.max_train_steps, stage.lr_milestones, stage.lr_milestone_values
-        )
+        f = PolyMilestoneLambda(stage.max_train_steps, stage.lr_milestones, stage.lr_milestone_values)
         assert all(0 < m < stage.max_train_steps for m in stage.lr_milestones)
         # Each milestone lowers the learning rate below the poly value just before it (Table 4's values are drops).
         for milestone in stage.lr_milestones:
@@ -83,9 +79,7 @@ def test_optimizer_and_scheduler_step_the_learning_rate():
     optimizer = get_optimizer([parameter], learning_rate=0.1)
     assert isinstance(optimizer, torch.optim.AdamW)
     assert optimizer.param_groups[0]["weight_decay"] == 0.01
-    scheduler = get_poly_milestone_scheduler(
-        optimizer, total_steps=10, milestones=[4], values=[0.2]
-    )
+    scheduler = get_poly_milestone_scheduler(optimizer, total_steps=10, milestones=[4], values=[0.2])
     lambda_ = PolyMilestoneLambda(10, [4], [0.2])
     rates = []
     for _ in range(6):
@@ -98,9 +92,7 @@ def test_optimizer_and_scheduler_step_the_learning_rate():
 def test_scheduler_per_process_scaling_and_state_dict_round_trip():
     def make(num_processes):
         optimizer = get_optimizer([nn.Parameter(torch.zeros(1))], learning_rate=1.0)
-        return optimizer, get_poly_milestone_scheduler(
-            optimizer, 10, [4], [0.2], num_processes=num_processes
-        )
+        return optimizer, get_poly_milestone_scheduler(optimizer, 10, [4], [0.2], num_processes=num_processes)
 
     single_optimizer, single = make(1)
     double_optimizer, double = make(2)
@@ -110,11 +102,7 @@ def test_scheduler_per_process_scaling_and_state_dict_round_trip():
         single.step()
         double.step()
         double.step()
-    assert (
-        double_optimizer.param_groups[0]["lr"]
-        == single_optimizer.param_groups[0]["lr"]
-        == 0.2
-    )
+    assert double_optimizer.param_groups[0]["lr"] == single_optimizer.param_groups[0]["lr"] == 0.2
 
     resumed_optimizer, resumed = make(1)
     resumed_optimizer.param_groups[0]["lr"] = 123.0
@@ -126,10 +114,7 @@ def test_scheduler_per_process_scaling_and_state_dict_round_trip():
     resumed_optimizer.step()
     single.step()
     resumed.step()
-    assert (
-        resumed_optimizer.param_groups[0]["lr"]
-        == single_optimizer.param_groups[0]["lr"]
-    )
+    assert resumed_optimizer.param_groups[0]["lr"] == single_optimizer.param_groups[0]["lr"]
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
@@ -160,14 +145,8 @@ def test_list_latest_resolve_and_prune(tmp_path, caplog):
 
     assert resolve_resume_checkpoint(tmp_path, None) is None
     assert resolve_resume_checkpoint(tmp_path, "latest") == tmp_path / "checkpoint-100"
-    assert (
-        resolve_resume_checkpoint(tmp_path, "checkpoint-10")
-        == tmp_path / "checkpoint-10"
-    )
-    assert (
-        resolve_resume_checkpoint(tmp_path, str(tmp_path / "checkpoint-2"))
-        == tmp_path / "checkpoint-2"
-    )
+    assert resolve_resume_checkpoint(tmp_path, "checkpoint-10") == tmp_path / "checkpoint-10"
+    assert resolve_resume_checkpoint(tmp_path, str(tmp_path / "checkpoint-2")) == tmp_path / "checkpoint-2"
     assert resolve_resume_checkpoint(tmp_path, "checkpoint-7") is None
     assert "Starting a new training run" in caplog.text
     assert resolve_resume_checkpoint(tmp_path / "empty", "latest") is None
@@ -197,9 +176,7 @@ def test_atomic_write_failure_never_replaces_a_good_checkpoint(tmp_path):
         atomic_write_directory(tmp_path / "checkpoint-6", failing_write)
     assert (good / "state.txt").read_text() == "good"
     assert not (tmp_path / "checkpoint-6").exists()
-    assert sorted(os.listdir(tmp_path)) == [
-        "checkpoint-5"
-    ]  # no temporary directory left
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-5"]  # no temporary directory left
 
     with pytest.raises(FileExistsError, match="overwrite=True"):
         atomic_write_directory(good, lambda directory: None)
@@ -215,9 +192,7 @@ def test_atomic_write_failure_never_replaces_a_good_checkpoint(tmp_path):
 def test_killed_save_leaves_only_an_ignored_leftover(tmp_path):
     make_checkpoint(tmp_path, 5)
 
-    class Killed(
-        BaseException
-    ):  # like SIGKILL, nothing after the raise point runs in `write`
+    class Killed(BaseException):  # like SIGKILL, nothing after the raise point runs in `write`
         pass
 
     def killed_write(directory):
@@ -260,22 +235,12 @@ def train(
     """A miniature diffusers-style training loop of `total_steps`, stopped after `stop_at`; returns the losses
     of the steps it ran and the model."""
     set_seed(0)
-    accelerator = Accelerator(
-        project_config=ProjectConfiguration(project_dir=str(output_dir))
-    )
-    model, head = TinyModel(), nn.Linear(
-        4, 1
-    )  # `head` is not in the hook mapping: accelerate saves it
-    optimizer = get_optimizer(
-        [*model.parameters(), *head.parameters()], learning_rate=0.05
-    )
-    scheduler = get_poly_milestone_scheduler(
-        optimizer, total_steps, [2, 4], [0.5, 0.25]
-    )
+    accelerator = Accelerator(project_config=ProjectConfiguration(project_dir=str(output_dir)))
+    model, head = TinyModel(), nn.Linear(4, 1)  # `head` is not in the hook mapping: accelerate saves it
+    optimizer = get_optimizer([*model.parameters(), *head.parameters()], learning_rate=0.05)
+    scheduler = get_poly_milestone_scheduler(optimizer, total_steps, [2, 4], [0.5, 0.25])
     register_checkpoint_hooks(accelerator, {TinyModel: "tiny"})
-    model, head, optimizer, scheduler = accelerator.prepare(
-        model, head, optimizer, scheduler
-    )
+    model, head, optimizer, scheduler = accelerator.prepare(model, head, optimizer, scheduler)
     first = 0
     if resume:
         checkpoint = resolve_resume_checkpoint(output_dir, "latest")
@@ -316,30 +281,22 @@ def test_resume_continues_exactly_and_hooks_write_diffusers_subfolders(tmp_path)
     assert TinyModel.from_pretrained(checkpoint, subfolder="tiny").config.width == 4
 
     rest, resumed_model = train(tmp_path / "run", 6, resume=True)
-    assert (
-        first + rest == full
-    )  # bit-identical losses, dropout RNG and schedule included
+    assert first + rest == full  # bit-identical losses, dropout RNG and schedule included
     for name, value in full_model.state_dict().items():
         assert torch.equal(resumed_model.state_dict()[name], value)
 
 
 def test_failed_save_keeps_the_previous_checkpoint_and_does_not_prune(tmp_path):
     with pytest.raises(OSError, match="simulated failure"):
-        train(
-            tmp_path, 3, save_at=(1, 2, 3), checkpoints_total_limit=1, break_save_at=2
-        )
+        train(tmp_path, 3, save_at=(1, 2, 3), checkpoints_total_limit=1, break_save_at=2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-1"]
-    assert [
-        name for name in os.listdir(tmp_path) if name.startswith(INCOMPLETE_PREFIX)
-    ] == []
+    assert [name for name in os.listdir(tmp_path) if name.startswith(INCOMPLETE_PREFIX)] == []
     assert (tmp_path / "checkpoint-1" / "tiny" / "config.json").is_file()
 
 
 def test_save_checkpoint_rejects_automatic_naming(tmp_path):
     accelerator = Accelerator(
-        project_config=ProjectConfiguration(
-            project_dir=str(tmp_path), automatic_checkpoint_naming=True
-        )
+        project_config=ProjectConfiguration(project_dir=str(tmp_path), automatic_checkpoint_naming=True)
     )
     with pytest.raises(ValueError, match="automatic_checkpoint_naming"):
         save_checkpoint(accelerator, tmp_path, 1)
@@ -356,9 +313,7 @@ def read_card(path):
 
 def test_model_card_from_a_template(tmp_path):
     template = tmp_path / "template.md"
-    template.write_text(
-        "---\n{{ card_data }}\n---\n# {{ title }}\n\n{{ model_description }}\n"
-    )
+    template.write_text("---\n{{ card_data }}\n---\n# {{ title }}\n\n{{ model_description }}\n")
     path = write_model_card(
         tmp_path / "out",
         template_path=template,
@@ -373,9 +328,7 @@ def test_model_card_from_a_template(tmp_path):
     assert metadata["library_name"] == "diffusers"
     assert metadata["base_model"] == "stabilityai/stable-diffusion-2-1"
     assert metadata["datasets"] == ["RefMatte"]
-    assert (
-        "distillation" in metadata["tags"] and "diffusers-training" in metadata["tags"]
-    )
+    assert "distillation" in metadata["tags"] and "diffusers-training" in metadata["tags"]
     assert "# Soft grounding student" in body and "A student UNet." in body
 
     with pytest.raises(FileExistsError, match="overwrite=True"):
@@ -393,9 +346,7 @@ def test_model_card_from_a_template(tmp_path):
 
 
 def test_model_card_default_template(tmp_path):
-    metadata, body = read_card(
-        write_model_card(tmp_path, model_description="Decoder trained on AM-2k.")
-    )
+    metadata, body = read_card(write_model_card(tmp_path, model_description="Decoder trained on AM-2k."))
     assert metadata["license"] == "apache-2.0"
     assert "Decoder trained on AM-2k." in body
 
@@ -412,14 +363,10 @@ class FakeAccelerator:
 
 
 def test_hooks_resolve_base_classes_and_reject_shared_subfolders(tmp_path):
-    save = make_save_model_hook(
-        FakeAccelerator(), {TinyModel: "tiny", nn.Linear: "linear"}
-    )
+    save = make_save_model_hook(FakeAccelerator(), {TinyModel: "tiny", nn.Linear: "linear"})
     models, weights = [nn.ReLU(), TinySubModel(width=3)], ["relu state", "tiny state"]
     save(models, weights, str(tmp_path))
-    assert weights == [
-        "relu state"
-    ]  # the subclass was saved through its base class's entry
+    assert weights == ["relu state"]  # the subclass was saved through its base class's entry
     assert TinySubModel.from_pretrained(tmp_path, subfolder="tiny").config.width == 3
 
     saved = models[1].state_dict()
@@ -451,28 +398,20 @@ def test_latent_cache_encodes_each_image_once_and_returns_the_same_latents():
     from diffusers_matte.training_loop import FrozenEncoders
 
     components = get_dummy_components()
-    plain = FrozenEncoders(
-        components["vae"], components["text_encoder"], components["tokenizer"]
-    )
+    plain = FrozenEncoders(components["vae"], components["text_encoder"], components["tokenizer"])
     cached = FrozenEncoders(
         components["vae"],
         components["text_encoder"],
         components["tokenizer"],
         latent_cache={},
     )
-    pixels = (
-        torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    )
+    pixels = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     pixels[2] = pixels[0]  # two instances of one image
     expected = plain.encode_image(pixels)
-    torch.testing.assert_close(
-        cached.encode_image(pixels), expected, rtol=1e-5, atol=1e-5
-    )
+    torch.testing.assert_close(cached.encode_image(pixels), expected, rtol=1e-5, atol=1e-5)
     assert len(cached.latent_cache) == 2
     calls = []
     original = components["vae"].encode
     components["vae"].encode = lambda *a, **k: calls.append(1) or original(*a, **k)
-    torch.testing.assert_close(
-        cached.encode_image(pixels[[1, 0]]), expected[[1, 0]], rtol=1e-5, atol=1e-5
-    )
+    torch.testing.assert_close(cached.encode_image(pixels[[1, 0]]), expected[[1, 0]], rtol=1e-5, atol=1e-5)
     assert not calls  # every image was seen: the VAE is not run again

@@ -40,9 +40,7 @@ from diffusers_matte.data.targets import MORPHOLOGY_KERNEL_SIZE, trimap_from_mas
 DEFAULT_MODEL = "hustvl/vitmatte-small-composition-1k"
 
 
-def predict_alpha(
-    image: Image.Image, trimap: np.ndarray, model, processor
-) -> np.ndarray:
+def predict_alpha(image: Image.Image, trimap: np.ndarray, model, processor) -> np.ndarray:
     """ViTMatte alpha (uint8, image size) inside the trimap's unknown band; known regions are copied from the trimap."""
     inputs = processor(
         images=image.convert("RGB"),
@@ -58,9 +56,7 @@ def predict_alpha(
     return (alpha * 255.0 + 0.5).astype(np.uint8)
 
 
-def annotations_to_process(
-    data_dir: Path, splits: Sequence[str], dataset: str, split_by: str
-) -> List[Dict]:
+def annotations_to_process(data_dir: Path, splits: Sequence[str], dataset: str, split_by: str) -> List[Dict]:
     """The annotations referred to by the refs of ``splits`` (each ``ann_id`` once), with their image info."""
     refs = load_refs(data_dir / dataset / f"refs({split_by}).p")
     instances = read_json(data_dir / dataset / "instances.json", f"{dataset} instances")
@@ -68,10 +64,7 @@ def annotations_to_process(
     images = {img["id"]: img for img in instances["images"]}
     chosen: Dict[int, Dict] = {}
     for ref in refs:
-        if (
-            any(ref_in_split(str(ref["split"]), split) for split in splits)
-            and ref["ann_id"] not in chosen
-        ):
+        if any(ref_in_split(str(ref["split"]), split) for split in splits) and ref["ann_id"] not in chosen:
             ann = anns[ref["ann_id"]]
             chosen[ref["ann_id"]] = {"ann": ann, "image": images[ann["image_id"]]}
     return list(chosen.values())
@@ -104,20 +97,12 @@ def make_pseudo_alphas(
         if target.exists() and not overwrite:
             counts["kept"] += 1
             continue
-        image_path = image_dir / (
-            info.get("file_name") or f"COCO_train2014_{int(info['id']):012d}.jpg"
-        )
+        image_path = image_dir / (info.get("file_name") or f"COCO_train2014_{int(info['id']):012d}.jpg")
         if not image_path.is_file():
-            raise FileNotFoundError(
-                f"image of annotation {ann['id']} not found: {image_path}"
-            )
-        mask = segmentation_to_mask(
-            ann["segmentation"], int(info["height"]), int(info["width"])
-        )
+            raise FileNotFoundError(f"image of annotation {ann['id']} not found: {image_path}")
+        mask = segmentation_to_mask(ann["segmentation"], int(info["height"]), int(info["width"]))
         trimap = trimap_from_mask(mask, kernel_size)
-        Image.fromarray(
-            predict_alpha(Image.open(image_path), trimap, model, processor)
-        ).save(target)
+        Image.fromarray(predict_alpha(Image.open(image_path), trimap, model, processor)).save(target)
         counts["written"] += 1
     return counts
 
@@ -129,12 +114,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         required=True,
         help="refer layout root (holding refcoco/ and images/)",
     )
-    parser.add_argument(
-        "--splits", nargs="+", default=["train"], choices=list(REFCOCO_SPLITS)
-    )
-    parser.add_argument(
-        "--output_dir", default=None, help="default: <data_dir>/refcoco/pseudo_alpha"
-    )
+    parser.add_argument("--splits", nargs="+", default=["train"], choices=list(REFCOCO_SPLITS))
+    parser.add_argument("--output_dir", default=None, help="default: <data_dir>/refcoco/pseudo_alpha")
     parser.add_argument(
         "--image_dir",
         default=None,
@@ -144,23 +125,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--kernel_size", type=int, default=MORPHOLOGY_KERNEL_SIZE)
     parser.add_argument("--dataset", default="refcoco")
     parser.add_argument("--split_by", default="unc")
-    parser.add_argument(
-        "--device", default="cuda" if torch.cuda.is_available() else "cpu"
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="recompute alphas that already exist"
-    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--overwrite", action="store_true", help="recompute alphas that already exist")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, int]:
     args = parse_args(argv)
     processor = VitMatteImageProcessor.from_pretrained(args.model_name_or_path)
-    model = (
-        VitMatteForImageMatting.from_pretrained(args.model_name_or_path)
-        .to(args.device)
-        .eval()
-    )
+    model = VitMatteForImageMatting.from_pretrained(args.model_name_or_path).to(args.device).eval()
     counts = make_pseudo_alphas(
         Path(args.data_dir),
         model,

@@ -49,9 +49,7 @@ def parse_args(input_args=None) -> argparse.Namespace:
         required=True,
         help="stage-1 output (unet/, text_adapter/)",
     )
-    parser.add_argument(
-        "--student_variant", choices=["base", "small", "tiny", "none"], default="tiny"
-    )
+    parser.add_argument("--student_variant", choices=["base", "small", "tiny", "none"], default="tiny")
     parser.add_argument(
         "--kv_downsample",
         type=int,
@@ -64,9 +62,7 @@ def parse_args(input_args=None) -> argparse.Namespace:
         action="store_true",
         help="L_alpha^lr + L_R only (ablation)",
     )
-    parser.add_argument(
-        "--train_text_adapter", action="store_true", help="also train the text adapter"
-    )
+    parser.add_argument("--train_text_adapter", action="store_true", help="also train the text adapter")
     defaults = DistillationLossWeights()
     for name in ("stm", "ctm", "sg", "alpha_lr", "r"):
         parser.add_argument(
@@ -91,15 +87,15 @@ def loss_weights(args: argparse.Namespace) -> DistillationLossWeights:
     )
 
 
-def build_projector(
-    teacher, student, pairs, latent_size: int, text_dim: int
-) -> SemanticGuidanceProjector:
+def build_projector(teacher, student, pairs, latent_size: int, text_dim: int) -> SemanticGuidanceProjector:
     """One Phi per distilled layer, its channels read off a dry run at the training resolution."""
     latents = torch.zeros(1, teacher.config.in_channels, latent_size, latent_size)
     text = torch.zeros(1, 1, text_dim)
-    with torch.no_grad(), teacher.capture(
-        features=[t for t, _ in pairs]
-    ) as t_cap, student.capture(features=[s for _, s in pairs]) as s_cap:
+    with (
+        torch.no_grad(),
+        teacher.capture(features=[t for t, _ in pairs]) as t_cap,
+        student.capture(features=[s for _, s in pairs]) as s_cap,
+    ):
         teacher(latents, 0, text)
         student(latents, 0, text)
     return SemanticGuidanceProjector(
@@ -112,12 +108,8 @@ def build_projector(
 def main(args: argparse.Namespace) -> None:
     accelerator = make_accelerator(args)
     encoders = FrozenEncoders.from_pretrained(args, accelerator)
-    teacher = MatteUNet2DConditionModel.from_pretrained(
-        args.teacher_model_name_or_path, subfolder="unet"
-    )
-    text_adapter = TextAdapter.from_pretrained(
-        args.teacher_model_name_or_path, subfolder="text_adapter"
-    )
+    teacher = MatteUNet2DConditionModel.from_pretrained(args.teacher_model_name_or_path, subfolder="unet")
+    text_adapter = TextAdapter.from_pretrained(args.teacher_model_name_or_path, subfolder="text_adapter")
     variant = None if args.student_variant == "none" else args.student_variant
     kv = tuple(args.kv_downsample)
     student, info = MatteUNet2DConditionModel.from_teacher(
@@ -127,9 +119,7 @@ def main(args: argparse.Namespace) -> None:
         prediction_head="matte",
         self_attention_kv_downsample=None if all(k == 1 for k in kv) else kv,
     )
-    accelerator.print(
-        f"Student: {len(info['copied_keys'])} tensors from the teacher, {len(info['new_keys'])} new."
-    )
+    accelerator.print(f"Student: {len(info['copied_keys'])} tensors from the teacher, {len(info['new_keys'])} new.")
     if args.gradient_checkpointing:
         student.enable_gradient_checkpointing()
     teacher.requires_grad_(False).eval().to(accelerator.device)
@@ -140,9 +130,7 @@ def main(args: argparse.Namespace) -> None:
     weights = loss_weights(args)
     distil = not args.no_distillation
     pairs = distillation_feature_pairs(teacher.config, variant) if weights.sg else []
-    rename = {
-        s: t for t, s in pairs
-    }  # the loss compares features under the teacher's names
+    rename = {s: t for t, s in pairs}  # the loss compares features under the teacher's names
     models = {"unet": student}
     if pairs:
         latent_size = args.resolution // encoders.latent_factor
@@ -161,23 +149,17 @@ def main(args: argparse.Namespace) -> None:
         latents = encoders.encode_image(batch["pixel_values"])
         adapter = prepared.get("text_adapter", text_adapter)
         text = adapter(encoders.encode_text(batch["text"]))
-        teacher_cap = student_cap = None
+        teacher_cap = None
         if distil:
-            with torch.no_grad(), teacher.capture(
-                features=[t for t, _ in pairs], attention_maps=True
-            ) as teacher_cap:
+            with torch.no_grad(), teacher.capture(features=[t for t, _ in pairs], attention_maps=True) as teacher_cap:
                 teacher(latents, teacher.config.prediction_timestep, text)
         unwrapped_student = accelerator.unwrap_model(prepared["unet"])
-        capture = unwrapped_student.capture(
-            features=list(rename), attention_maps=distil
-        )
+        capture = unwrapped_student.capture(features=list(rename), attention_maps=distil)
         with capture as student_cap:  # open during backward: gradient checkpointing recomputes inside it
             sample = prepared["unet"](latents, timestep, text).sample
             features = {rename[name]: f for name, f in student_cap.features.items()}
             # Phi (eq. 4) applied here through the (possibly DDP-wrapped) projector, so gradients synchronise.
-            student_cap.features = (
-                prepared["projector"](features) if pairs else features
-            )
+            student_cap.features = prepared["projector"](features) if pairs else features
             loss, parts = soft_grounding_distillation_loss(  # eq. (9)
                 sample[:, :1],
                 sample[:, 1:2],

@@ -55,12 +55,8 @@ def parse_args(input_args=None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> None:
     accelerator = make_accelerator(args)
     encoders = FrozenEncoders.from_pretrained(args, accelerator)
-    unet = MatteUNet2DConditionModel.from_pretrained(
-        args.student_model_name_or_path, subfolder="unet"
-    )
-    text_adapter = TextAdapter.from_pretrained(
-        args.student_model_name_or_path, subfolder="text_adapter"
-    )
+    unet = MatteUNet2DConditionModel.from_pretrained(args.student_model_name_or_path, subfolder="unet")
+    text_adapter = TextAdapter.from_pretrained(args.student_model_name_or_path, subfolder="text_adapter")
     for model in (unet, text_adapter):
         model.requires_grad_(False).eval().to(accelerator.device)
     decoder_kwargs = {}
@@ -69,17 +65,13 @@ def main(args: argparse.Namespace) -> None:
 
         with open(args.decoder_config) as f:
             decoder_kwargs = json.load(f)
-    decoder = MattingDecoder(
-        feature_channels=unet.config.block_out_channels[0], **decoder_kwargs
-    )
+    decoder = MattingDecoder(feature_channels=unet.config.block_out_channels[0], **decoder_kwargs)
 
     def step(batch, prepared, backward):
         pixel_values = batch["pixel_values"].to(accelerator.device)
         with torch.no_grad():
             text = text_adapter(encoders.encode_text(batch["text"]))
-            prediction = unet.predict(
-                encoders.encode_image(pixel_values), text, output_features=True
-            )
+            prediction = unet.predict(encoders.encode_image(pixel_values), text, output_features=True)
         alpha = prepared["matting_decoder"](
             pixel_values,
             prediction.coarse_alpha,
@@ -87,9 +79,7 @@ def main(args: argparse.Namespace) -> None:
             prediction.features,
             return_dict=False,  # accelerate's mixed-precision wrapper cannot rebuild the output dataclass
         )[0]
-        loss, parts = matting_decoder_loss(
-            alpha, batch["alpha"].to(alpha.device), args.laplacian_weight
-        )
+        loss, parts = matting_decoder_loss(alpha, batch["alpha"].to(alpha.device), args.laplacian_weight)
         backward(loss)
         return {
             "loss": loss.item(),

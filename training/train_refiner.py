@@ -70,16 +70,12 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument("--laplacian_weight", type=float, default=1.0)
     args = parser.parse_args(input_args)
     validate_args(args)
-    if args.processing_resolution is not None and not (
-        0 < args.processing_resolution <= args.resolution
-    ):
+    if args.processing_resolution is not None and not (0 < args.processing_resolution <= args.resolution):
         raise ValueError(
             f"--processing_resolution must be in [1, --resolution={args.resolution}], got "
             f"{args.processing_resolution}."
         )
-    if os.path.abspath(args.output_dir) == os.path.abspath(
-        args.pipeline_model_name_or_path
-    ):
+    if os.path.abspath(args.output_dir) == os.path.abspath(args.pipeline_model_name_or_path):
         raise ValueError(
             "--output_dir must differ from --pipeline_model_name_or_path: the stage-3 pipeline is not overwritten."
         )
@@ -96,12 +92,8 @@ def predict_low_resolution(
     """The frozen pipeline's alpha and decoder context at `processing_resolution`, unpadded, as `pipe.__call__`
     hands them to `pipe.refine`. `pixel_values` are in [-1, 1] at the training resolution.
     """
-    pixels, (pad_h, pad_w), _ = pipe.image_processor.preprocess(
-        (pixel_values + 1.0) / 2.0, processing_resolution
-    )
-    alpha, _, _, context = pipe.predict_alpha(
-        pixels, pipe.encode_image(pixels), pipe.encode_prompt(texts)
-    )
+    pixels, (pad_h, pad_w), _ = pipe.image_processor.preprocess((pixel_values + 1.0) / 2.0, processing_resolution)
+    alpha, _, _, context = pipe.predict_alpha(pixels, pipe.encode_image(pixels), pipe.encode_prompt(texts))
     height, width = pixels.shape[-2] - pad_h, pixels.shape[-1] - pad_w
     return alpha[..., :height, :width].float(), context[..., :height, :width].float()
 
@@ -117,9 +109,7 @@ def main(args: argparse.Namespace) -> None:
             model.requires_grad_(False).eval()
     pipe.to(accelerator.device)
     pipe.set_progress_bar_config(disable=True)
-    processing_resolution = (
-        args.processing_resolution or pipe.config.default_processing_resolution
-    )
+    processing_resolution = args.processing_resolution or pipe.config.default_processing_resolution
     if processing_resolution > args.resolution:
         raise ValueError(
             f"The pipeline's default_processing_resolution {processing_resolution} exceeds --resolution "
@@ -137,9 +127,7 @@ def main(args: argparse.Namespace) -> None:
 
     def step(batch, prepared, backward):
         pixel_values = batch["pixel_values"].to(accelerator.device)
-        alpha_lr, context = predict_low_resolution(
-            pipe, pixel_values, batch["text"], processing_resolution
-        )
+        alpha_lr, context = predict_low_resolution(pipe, pixel_values, batch["text"], processing_resolution)
         # A tuple, not the output dataclass, which accelerate's mixed-precision wrapper cannot rebuild.
         alpha = prepared["refiner"](
             pixel_values,
@@ -149,9 +137,7 @@ def main(args: argparse.Namespace) -> None:
             return_dict=False,
         )[0]
         # The decoder's loss, at the target resolution (appendix 6.3).
-        loss, parts = matting_decoder_loss(
-            alpha, batch["alpha"].to(alpha.device), args.laplacian_weight
-        )
+        loss, parts = matting_decoder_loss(alpha, batch["alpha"].to(alpha.device), args.laplacian_weight)
         # Where no pixel is uncertain the refiner convolves nothing and the loss would not reach its weights: a zero
         # term keeps every parameter in the graph, so backward (and DDP's gradient reduction) works on any batch.
         backward(loss + 0.0 * sum(p.sum() for p in prepared["refiner"].parameters()))

@@ -16,8 +16,6 @@ The output folder holds `unet/` and `text_adapter/`, which `train_distill.py` lo
 
 import argparse
 
-import torch
-
 from diffusers_matte.losses import region_cross_entropy_loss
 from diffusers_matte.models.text_adapter import TextAdapter
 from diffusers_matte.models.unet_matte import MatteUNet2DConditionModel
@@ -66,11 +64,7 @@ def build_teacher(args: argparse.Namespace) -> MatteUNet2DConditionModel:
 
         unet.requires_grad_(False)
         targets = ["to_q", "to_k", "to_v", "to_out.0"]
-        unet.add_adapter(
-            LoraConfig(
-                r=args.lora_rank, lora_alpha=args.lora_rank, target_modules=targets
-            )
-        )
+        unet.add_adapter(LoraConfig(r=args.lora_rank, lora_alpha=args.lora_rank, target_modules=targets))
         unet.conv_out.requires_grad_(True)  # the new head is always trained in full
     if args.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
@@ -88,9 +82,7 @@ def main(args: argparse.Namespace) -> None:
         latents = encoders.encode_image(batch["pixel_values"])
         text = models["text_adapter"](encoders.encode_text(batch["text"]))
         logits = models["unet"](latents, timestep, text).sample
-        loss = region_cross_entropy_loss(
-            logits, batch["region_map"].to(logits.device)
-        )  # eq. (2)
+        loss = region_cross_entropy_loss(logits, batch["region_map"].to(logits.device))  # eq. (2)
         backward(loss)
         return {"loss": loss.item()}
 
@@ -104,9 +96,7 @@ def main(args: argparse.Namespace) -> None:
     )
     if accelerator.is_main_process:
         if args.use_lora:
-            trained[
-                "unet"
-            ].fuse_lora()  # fold LoRA into the weights: the next stage loads a plain teacher
+            trained["unet"].fuse_lora()  # fold LoRA into the weights: the next stage loads a plain teacher
             trained["unet"].unload_lora()
         save_outputs(
             args,

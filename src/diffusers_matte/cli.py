@@ -33,9 +33,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but its errors are one line (no usage block) and exit with code 2."""
 
     def error(self, message):
-        self.exit(
-            EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n"
-        )
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def subcommand(register):
@@ -49,9 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="diffusers-matte",
         description="Text-grounded alpha matting with diffusion models.",
     )
-    subparsers = parser.add_subparsers(
-        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
-    )
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     for register in _SUBCOMMANDS:
         register(subparsers)
     return parser
@@ -108,9 +104,7 @@ def _register_predict(subparsers) -> None:
         action="store_true",
         help="write RGBA cut-outs with estimated foreground colours",
     )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace existing output files"
-    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument(
         "--device",
         default=None,
@@ -128,9 +122,7 @@ def _register_predict(subparsers) -> None:
         default=None,
         help="longest edge the models see",
     )
-    parser.add_argument(
-        "--batch-size", type=int, default=1, help="prompts of one image run together"
-    )
+    parser.add_argument("--batch-size", type=int, default=1, help="prompts of one image run together")
     parser.set_defaults(run=run_predict)
 
 
@@ -140,24 +132,14 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     for item in inputs:
         if glob.has_magic(item):
             matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
-            matches = [
-                p
-                for p in matches
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-            ]
+            matches = [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
             if not matches:
                 raise UsageError(f"no image matches {item!r}")
             paths.extend(matches)
         elif os.path.isdir(item):
-            found = sorted(
-                p
-                for p in Path(item).iterdir()
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-            )
+            found = sorted(p for p in Path(item).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
             if not found:
-                raise UsageError(
-                    f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in folder {item!r}"
-                )
+                raise UsageError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in folder {item!r}")
             paths.extend(found)
         elif os.path.isfile(item):
             paths.append(Path(item))
@@ -187,23 +169,17 @@ def slugify(text: str, max_length: int = 40) -> str:
     return slug or "prompt"
 
 
-def output_paths(
-    images: list[Path], prompts: list[str], output_dir: Path, cutout: bool
-) -> list[list[Path]]:
+def output_paths(images: list[Path], prompts: list[str], output_dir: Path, cutout: bool) -> list[list[Path]]:
     """`<output_dir>/<stem>_<prompt slug>_{alpha,cutout}.png` per image and prompt; refuses collisions."""
     kind = "cutout" if cutout else "alpha"
     slugs = [slugify(p) for p in prompts]
     if len(set(slugs)) < len(slugs):
-        raise UsageError(
-            f"two prompts give the same file name ({', '.join(slugs)}); make them differ in letters"
-        )
+        raise UsageError(f"two prompts give the same file name ({', '.join(slugs)}); make them differ in letters")
     targets, owners = [], {}
     for image in images:
         row = [output_dir / f"{image.stem}_{slug}_{kind}.png" for slug in slugs]
         if row[0] in owners:
-            raise UsageError(
-                f"{str(owners[row[0]])!r} and {str(image)!r} would write the same outputs; rename one"
-            )
+            raise UsageError(f"{str(owners[row[0]])!r} and {str(image)!r} would write the same outputs; rename one")
         owners[row[0]] = image
         targets.append(row)
     return targets
@@ -213,11 +189,7 @@ def resolve_device_and_dtype(device: str | None, dtype: str | None):
     import torch
 
     if device is None:
-        device = (
-            "cuda"
-            if torch.cuda.is_available()
-            else "mps" if torch.backends.mps.is_available() else "cpu"
-        )
+        device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     try:
         device = torch.device(device)
     except RuntimeError as error:
@@ -243,11 +215,7 @@ def load_pipeline(model: str | None, device, dtype):
     try:
         pipe = SoftGroundingMattingPipeline.from_pretrained(model, dtype=dtype)
     except Exception as error:  # any loading failure is reported as one line
-        message = (
-            str(error).strip().splitlines()[0]
-            if str(error).strip()
-            else type(error).__name__
-        )
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError(f"cannot load the model {model!r}: {message}") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
@@ -260,9 +228,7 @@ def run_predict(args) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.processing_resolution is not None and args.processing_resolution < 0:
-        raise UsageError(
-            f"--processing-resolution must be >= 0, got {args.processing_resolution}"
-        )
+        raise UsageError(f"--processing-resolution must be >= 0, got {args.processing_resolution}")
     paths = expand_inputs(args.inputs)
     for path in paths:  # refuse unreadable images before any model work
         read_image(path)

@@ -138,25 +138,13 @@ PROTOCOLS: Dict[str, EvaluationProtocol] = {
     for p in (
         # Sec. 4.3: "the input resolution for all methods is set to 512x512, and the metrics are also calculated on
         # this resolution"; every instance with each of its 4 expressions.
-        EvaluationProtocol(
-            "refmatte_test", "RefMatte-Test, 512x512, all expressions", 512
-        ),
-        EvaluationProtocol(
-            "refmatte_rw100", "RefMatte-RW100, 512x512, all expressions", 512
-        ),
+        EvaluationProtocol("refmatte_test", "RefMatte-Test, 512x512, all expressions", 512),
+        EvaluationProtocol("refmatte_rw100", "RefMatte-RW100, 512x512, all expressions", 512),
         # Sec. 4.4: "All the metrics are calculated in full resolution"; texts are BLIP-2 captions (Sec. 4.1).
-        EvaluationProtocol(
-            "am2k", "AM-2k validation, full resolution, captions", None, True
-        ),
-        EvaluationProtocol(
-            "p3m_500_p", "P3M-500-P, full resolution, captions", None, True
-        ),
-        EvaluationProtocol(
-            "p3m_500_np", "P3M-500-NP, full resolution, captions", None, True
-        ),
-        EvaluationProtocol(
-            "synthetic", "synthetic test split, native size, all expressions", None
-        ),
+        EvaluationProtocol("am2k", "AM-2k validation, full resolution, captions", None, True),
+        EvaluationProtocol("p3m_500_p", "P3M-500-P, full resolution, captions", None, True),
+        EvaluationProtocol("p3m_500_np", "P3M-500-NP, full resolution, captions", None, True),
+        EvaluationProtocol("synthetic", "synthetic test split, native size, all expressions", None),
     )
 }
 
@@ -166,9 +154,7 @@ def get_protocol(protocol: Union[str, EvaluationProtocol]) -> EvaluationProtocol
     if isinstance(protocol, EvaluationProtocol):
         return protocol
     if protocol not in PROTOCOLS:
-        raise ValueError(
-            f"`protocol` must be one of {sorted(PROTOCOLS)}, got {protocol!r}."
-        )
+        raise ValueError(f"`protocol` must be one of {sorted(PROTOCOLS)}, got {protocol!r}.")
     return PROTOCOLS[protocol]
 
 
@@ -212,9 +198,7 @@ def load_protocol_dataset(
             synthetic_image_size,
         )
     if data_dir is None:
-        raise ValueError(
-            f"protocol {protocol.name!r} needs `data_dir`, the folder of your copy of the set."
-        )
+        raise ValueError(f"protocol {protocol.name!r} needs `data_dir`, the folder of your copy of the set.")
     if protocol.name == "refmatte_test":
         from .data.refmatte import load_refmatte
 
@@ -263,24 +247,17 @@ class _Sample:
         return (self.instance_id, self.text_index)
 
 
-def list_samples(
-    dataset, text_type_names: Optional[Sequence[str]] = None
-) -> List[_Sample]:
+def list_samples(dataset, text_type_names: Optional[Sequence[str]] = None) -> List[_Sample]:
     """Every (instance, text) pair of ``dataset``, in row order then text order.
 
     A text's type is the row's ``text_types`` entry; where the set gives none (RefMatte, RW100), it is
     ``text_type_names[index]`` if given, else ``text_<index>``.
     """
-    columns = {
-        name: list(dataset[name])
-        for name in ("texts", "text_types", "instance_id", "image_id")
-    }
+    columns = {name: list(dataset[name]) for name in ("texts", "text_types", "instance_id", "image_id")}
     seen, samples = set(), []
     for row, (texts, types, instance_id, image_id) in enumerate(zip(*columns.values())):
         if instance_id in seen:
-            raise ValueError(
-                f"instance_id {instance_id!r} appears twice in the dataset; keys must be unique."
-            )
+            raise ValueError(f"instance_id {instance_id!r} appears twice in the dataset; keys must be unique.")
         seen.add(instance_id)
         if not texts:
             raise ValueError(
@@ -297,9 +274,7 @@ def list_samples(
     return samples
 
 
-def load_pair(
-    row: Dict[str, Any], resolution: Optional[int]
-) -> Tuple[np.ndarray, np.ndarray]:
+def load_pair(row: Dict[str, Any], resolution: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
     """RGB uint8 image and float64 alpha in [0, 1] of a dataset row, resized to ``resolution`` squared if given.
 
     The resize follows the training transform (bicubic image, bilinear 8-bit alpha), so the model sees what it was
@@ -333,9 +308,7 @@ def constant_predictor(value: float) -> Predictor:
     return predict
 
 
-def pipeline_predictor(
-    pipeline, processing_resolution: Optional[int] = None
-) -> Predictor:
+def pipeline_predictor(pipeline, processing_resolution: Optional[int] = None) -> Predictor:
     """Wraps a :class:`SoftGroundingMattingPipeline` as a :data:`Predictor`.
 
     Pairs that share an image object are passed as one image with several prompts, so each image is encoded once;
@@ -367,11 +340,7 @@ def _as_alpha(value: Any, shape: Tuple[int, int], sample: _Sample) -> np.ndarray
     if hasattr(value, "detach"):
         value = value.detach().float().cpu().numpy()
     alpha = np.asarray(value, dtype=np.float64)
-    alpha = (
-        alpha.reshape(alpha.shape[-2:])
-        if alpha.ndim == 3 and alpha.shape[0] == 1
-        else alpha
-    )
+    alpha = alpha.reshape(alpha.shape[-2:]) if alpha.ndim == 3 and alpha.shape[0] == 1 else alpha
     alpha = alpha[..., 0] if alpha.ndim == 3 and alpha.shape[-1] == 1 else alpha
     if alpha.shape != shape:
         raise ValueError(
@@ -413,10 +382,7 @@ def _check_header(output_dir: Path, header: Dict[str, Any], overwrite: bool) -> 
             if previous.get(key) != header.get(key)
         }
         if differences:
-            listed = "; ".join(
-                f"{key}: {old!r} there, {new!r} now"
-                for key, (old, new) in differences.items()
-            )
+            listed = "; ".join(f"{key}: {old!r} there, {new!r} now" for key, (old, new) in differences.items())
             raise RunMismatchError(
                 f"{output_dir} holds the results of a different run ({listed}); use another output folder, or "
                 "pass overwrite=True (--overwrite) to discard them."
@@ -548,9 +514,7 @@ def evaluate(
     """
     protocol = get_protocol(protocol)
     resolution = protocol.resolution if resolution == "protocol" else resolution
-    _check_evaluate_args(
-        resolution, batch_size, max_samples, grad_variant, conn_variant, metric_workers
-    )
+    _check_evaluate_args(resolution, batch_size, max_samples, grad_variant, conn_variant, metric_workers)
     header = {
         "format": HEADER_FORMAT,
         "protocol": protocol.name,
@@ -583,9 +547,7 @@ def evaluate(
         for start in range(0, len(pending), batch_size):
             batch = pending[start : start + batch_size]
             pairs = _load_batch(dataset, batch, resolution, cache)
-            predictions, seconds = _timed_predict(
-                predict, batch, pairs, warmup if start == 0 else 0
-            )
+            predictions, seconds = _timed_predict(predict, batch, pairs, warmup if start == 0 else 0)
             jobs = [
                 (sample, gt, _as_alpha(prediction, gt.shape, sample), seconds, device)
                 for sample, (_, gt), prediction in zip(batch, pairs, predictions)
@@ -614,25 +576,15 @@ def evaluate(
     return result
 
 
-def _check_evaluate_args(
-    resolution, batch_size, max_samples, grad_variant, conn_variant, metric_workers
-) -> None:
+def _check_evaluate_args(resolution, batch_size, max_samples, grad_variant, conn_variant, metric_workers) -> None:
     if not isinstance(metric_workers, int) or metric_workers < 0:
-        raise ValueError(
-            f"`metric_workers` must be an integer >= 0, got {metric_workers!r}."
-        )
+        raise ValueError(f"`metric_workers` must be an integer >= 0, got {metric_workers!r}.")
     if resolution is not None and (not isinstance(resolution, int) or resolution < 1):
-        raise ValueError(
-            f"`resolution` must be a positive int or None, got {resolution!r}."
-        )
+        raise ValueError(f"`resolution` must be a positive int or None, got {resolution!r}.")
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(
-            f"`batch_size` must be a positive integer, got {batch_size!r}."
-        )
+        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
     if max_samples is not None and max_samples < 1:
-        raise ValueError(
-            f"`max_samples` must be a positive integer, got {max_samples!r}."
-        )
+        raise ValueError(f"`max_samples` must be a positive integer, got {max_samples!r}.")
     for name, variant in (
         ("grad_variant", grad_variant),
         ("conn_variant", conn_variant),
@@ -646,9 +598,7 @@ def _read_done(out: Path) -> Dict[Tuple[str, int], Dict[str, Any]]:
     return {(r["instance_id"], r["text_index"]): r for r in rows}
 
 
-def _timed_predict(
-    predict: Predictor, batch: List[_Sample], pairs, warmup: int
-) -> Tuple[Sequence[Any], float]:
+def _timed_predict(predict: Predictor, batch: List[_Sample], pairs, warmup: int) -> Tuple[Sequence[Any], float]:
     """The predictions of one batch and the wall time of the call per pair (after ``warmup`` untimed calls)."""
     images = [image for image, _ in pairs]
     prompts = [sample.text for sample in batch]
@@ -660,9 +610,7 @@ def _timed_predict(
     _synchronize()
     seconds = (time.perf_counter() - tic) / len(batch)
     if len(predictions) != len(batch):
-        raise ValueError(
-            f"the predictor returned {len(predictions)} alphas for {len(batch)} (image, prompt) pairs."
-        )
+        raise ValueError(f"the predictor returned {len(predictions)} alphas for {len(batch)} (image, prompt) pairs.")
     return predictions, seconds
 
 
@@ -700,21 +648,15 @@ class _Scorer:
             from concurrent.futures import ProcessPoolExecutor
 
             self.executor = ProcessPoolExecutor(workers)
-        self.max_queued = max(
-            2, workers
-        )  # batches in flight: bounds the memory of queued predictions
+        self.max_queued = max(2, workers)  # batches in flight: bounds the memory of queued predictions
 
     def submit(self, jobs: List[tuple]) -> List[List[Dict[str, Any]]]:
         """Queues one batch; returns the batches finished so far (in order)."""
         if self.executor is None:
             return [[_score(*job, *self.variants) for job in jobs]]
-        self.queue.append(
-            [self.executor.submit(_score, *job, *self.variants) for job in jobs]
-        )
+        self.queue.append([self.executor.submit(_score, *job, *self.variants) for job in jobs])
         finished = []
-        while self.queue and (
-            len(self.queue) > self.max_queued or all(f.done() for f in self.queue[0])
-        ):
+        while self.queue and (len(self.queue) > self.max_queued or all(f.done() for f in self.queue[0])):
             finished.append([f.result() for f in self.queue.popleft()])
         return finished
 
@@ -729,9 +671,7 @@ class _Scorer:
             self.executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _load_batch(
-    dataset, batch: List[_Sample], resolution, cache
-) -> List[Tuple[np.ndarray, np.ndarray]]:
+def _load_batch(dataset, batch: List[_Sample], resolution, cache) -> List[Tuple[np.ndarray, np.ndarray]]:
     """(image, gt) per sample; a row's pair is loaded once and shared by its texts (the same image object)."""
     pairs = []
     for sample in batch:
@@ -751,9 +691,7 @@ def _means(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     means: Dict[str, Any] = {"samples": len(rows)}
     for name in METRIC_NAMES:
         means[name] = float(np.mean([r[name] for r in rows])) if rows else float("nan")
-    means["time_ms"] = (
-        float(np.mean([r["seconds"] for r in rows]) * 1000.0) if rows else float("nan")
-    )
+    means["time_ms"] = float(np.mean([r["seconds"] for r in rows]) * 1000.0) if rows else float("nan")
     return means
 
 
@@ -811,9 +749,7 @@ def format_markdown(summary: Dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Units: "
-        + "; ".join(f"{COLUMN_LABELS[k]} = {v}" for k, v in UNITS.items())
-        + ".",
+        "Units: " + "; ".join(f"{COLUMN_LABELS[k]} = {v}" for k, v in UNITS.items()) + ".",
     ]
     return "\n".join(lines) + "\n"
 
@@ -838,9 +774,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         parser.add_argument(*dict.fromkeys((name, underscored)), **kwargs)
 
     model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument(
-        "--model", help="pipeline folder or Hub id of the checkpoint to evaluate"
-    )
+    model.add_argument("--model", help="pipeline folder or Hub id of the checkpoint to evaluate")
     model.add_argument(
         "--baseline",
         choices=sorted(BASELINES),
@@ -1001,15 +935,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     resolution: Union[int, None, str] = "protocol"
     if args.resolution is not None:
         if args.resolution < 0:
-            raise UsageError(
-                f"--resolution must be >= 0 (0: full resolution), got {args.resolution}"
-            )
+            raise UsageError(f"--resolution must be >= 0 (0: full resolution), got {args.resolution}")
         resolution = args.resolution or None
-    names = (
-        None
-        if args.text_type_names is None
-        else [n.strip() for n in args.text_type_names.split(",")]
-    )
+    names = None if args.text_type_names is None else [n.strip() for n in args.text_type_names.split(",")]
     try:
         dataset = load_protocol_dataset(
             args.protocol, args.data_dir, args.captions_file, args.cache_dir,

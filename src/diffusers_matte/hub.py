@@ -40,9 +40,7 @@ def _module_file(cls: type) -> Path:
     module = sys.modules.get(cls.__module__)
     path = inspect.getsourcefile(module) if module is not None else None
     if path is None:
-        raise ValueError(
-            f"Cannot find the source file of {cls.__module__} (class {cls.__name__})."
-        )
+        raise ValueError(f"Cannot find the source file of {cls.__module__} (class {cls.__name__}).")
     return Path(path)
 
 
@@ -50,24 +48,16 @@ def _sibling_imports(path: Path) -> list[str]:
     """Names of the same-folder modules `path` imports (`from .x import y`, `from . import x`); refuses imports
     that would not resolve next to the copied file."""
     siblings = []
-    for node in ast.walk(
-        ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    ):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.ImportFrom) and node.level == 1:
-            names = (
-                [node.module] if node.module else [alias.name for alias in node.names]
-            )
+            names = [node.module] if node.module else [alias.name for alias in node.names]
             for name in names:
                 if "." in name:
-                    raise ValueError(
-                        f"{path} imports .{name}: only flat same-folder modules can be exported."
-                    )
+                    raise ValueError(f"{path} imports .{name}: only flat same-folder modules can be exported.")
                 siblings.append(name)
             continue
         if isinstance(node, ast.ImportFrom) and node.level > 1:
-            raise ValueError(
-                f"{path} imports from a parent package ({'.' * node.level}{node.module or ''})."
-            )
+            raise ValueError(f"{path} imports from a parent package ({'.' * node.level}{node.module or ''}).")
         if isinstance(node, ast.ImportFrom):
             modules = [node.module]
         elif isinstance(node, ast.Import):
@@ -75,15 +65,11 @@ def _sibling_imports(path: Path) -> list[str]:
         else:
             continue
         if any(module.split(".")[0] == "diffusers_matte" for module in modules):
-            raise ValueError(
-                f"{path} imports {', '.join(modules)}: exported code must not need diffusers_matte."
-            )
+            raise ValueError(f"{path} imports {', '.join(modules)}: exported code must not need diffusers_matte.")
     return siblings
 
 
-def copy_module_with_siblings(
-    cls: type, destination: Path, copied: dict[str, Path]
-) -> str:
+def copy_module_with_siblings(cls: type, destination: Path, copied: dict[str, Path]) -> str:
     """Copy the module defining `cls`, and the same-folder modules it needs, into `destination`.
 
     `copied` maps file names to their sources across one export: diffusers flattens every exported module into
@@ -96,9 +82,7 @@ def copy_module_with_siblings(
         path = pending.pop()
         if path.name in copied:
             if copied[path.name].resolve() != path.resolve():
-                raise ValueError(
-                    f"Two exported modules are named {path.name}: {copied[path.name]} and {path}."
-                )
+                raise ValueError(f"Two exported modules are named {path.name}: {copied[path.name]} and {path}.")
             if (destination / path.name).exists():
                 continue
         copied[path.name] = path
@@ -107,9 +91,7 @@ def copy_module_with_siblings(
     return root.stem
 
 
-def save_pretrained_with_code(
-    pipeline, save_directory: str | os.PathLike, **save_kwargs
-) -> None:
+def save_pretrained_with_code(pipeline, save_directory: str | os.PathLike, **save_kwargs) -> None:
     """`pipeline.save_pretrained(save_directory, **save_kwargs)`, then the code and a `model_index.json` for
     `DiffusionPipeline.from_pretrained(save_directory, trust_remote_code=True)` (layout in the module docstring).
 
@@ -129,13 +111,9 @@ def save_pretrained_with_code(
             continue
         if entry[0].split(".")[0] in _BUILTIN_LIBRARIES:
             continue
-        module = copy_module_with_siblings(
-            type(component), save_directory / name, copied
-        )
+        module = copy_module_with_siblings(type(component), save_directory / name, copied)
         index[name] = [module, type(component).__name__]
-    index_path.write_text(
-        json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _parameter_table(pipeline) -> str:
@@ -143,14 +121,8 @@ def _parameter_table(pipeline) -> str:
     for name, component in pipeline.components.items():
         if component is None:
             continue
-        count = (
-            sum(p.numel() for p in component.parameters())
-            if hasattr(component, "parameters")
-            else None
-        )
-        rows.append(
-            f"| {name} | `{type(component).__name__}` | {f'{count / 1e6:.2f}M' if count else '-'} |"
-        )
+        count = sum(p.numel() for p in component.parameters()) if hasattr(component, "parameters") else None
+        rows.append(f"| {name} | `{type(component).__name__}` | {f'{count / 1e6:.2f}M' if count else '-'} |")
     return "\n".join(rows)
 
 
@@ -162,13 +134,9 @@ def make_model_card(
     template_path: str | os.PathLike | None = None,
 ) -> ModelCard:
     """Fill a model card template (`model_cards/soft_grounding_matting.md` by default; `$name` placeholders)."""
-    template_path = (
-        Path(template_path) if template_path else MODEL_CARD_DIR / DEFAULT_MODEL_CARD
-    )
+    template_path = Path(template_path) if template_path else MODEL_CARD_DIR / DEFAULT_MODEL_CARD
     if not template_path.is_file():
-        raise FileNotFoundError(
-            f"Model card template not found: {template_path}; pass `template_path`."
-        )
+        raise FileNotFoundError(f"Model card template not found: {template_path}; pass `template_path`.")
     values = {
         "repo_id": repo_id,
         "title": repo_id.split("/")[-1],
@@ -176,9 +144,7 @@ def make_model_card(
         "model_description": model_description or "",
         "base_model_metadata": f"base_model: {base_model}\n" if base_model else "",
         "components_table": _parameter_table(pipeline),
-        "processing_resolution": pipeline.config.get(
-            "default_processing_resolution", ""
-        ),
+        "processing_resolution": pipeline.config.get("default_processing_resolution", ""),
     }
     text = string.Template(template_path.read_text(encoding="utf-8")).substitute(values)
     return ModelCard(text)
@@ -202,13 +168,9 @@ def push_to_hub(
     An existing `README.md` in the repository is kept unless `overwrite_model_card=True`. Returns the commit URL.
     """
     repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
-    keep_card = not overwrite_model_card and file_exists(
-        repo_id, "README.md", token=token
-    )
+    keep_card = not overwrite_model_card and file_exists(repo_id, "README.md", token=token)
     with tempfile.TemporaryDirectory() as folder:
-        save_pretrained_with_code(
-            pipeline, folder, safe_serialization=safe_serialization, variant=variant
-        )
+        save_pretrained_with_code(pipeline, folder, safe_serialization=safe_serialization, variant=variant)
         if not keep_card:
             card = make_model_card(
                 pipeline,

@@ -41,27 +41,19 @@ Grid = tuple[int, int]
 
 def _check_ndim(name: str, tensor: torch.Tensor, ndim: int, layout: str) -> None:
     if not isinstance(tensor, torch.Tensor):
-        raise TypeError(
-            f"`{name}` must be a torch.Tensor of shape {layout}, got {type(tensor).__name__}."
-        )
+        raise TypeError(f"`{name}` must be a torch.Tensor of shape {layout}, got {type(tensor).__name__}.")
     if tensor.ndim != ndim:
-        raise ValueError(
-            f"`{name}` must have shape {layout}, got {tuple(tensor.shape)}."
-        )
+        raise ValueError(f"`{name}` must have shape {layout}, got {tuple(tensor.shape)}.")
 
 
 def _check_map(name: str, tensor: torch.Tensor) -> None:
     """A single-channel map `(B, 1, H, W)`: alpha, mask or logits."""
     _check_ndim(name, tensor, 4, "(B, 1, H, W)")
     if tensor.shape[1] != 1:
-        raise ValueError(
-            f"`{name}` must have shape (B, 1, H, W) (one channel), got {tuple(tensor.shape)}."
-        )
+        raise ValueError(f"`{name}` must have shape (B, 1, H, W) (one channel), got {tuple(tensor.shape)}.")
 
 
-def _check_same_shape(
-    name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor
-) -> None:
+def _check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
     if a.shape != b.shape:
         raise ValueError(
             f"`{name_a}` and `{name_b}` must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}."
@@ -104,9 +96,7 @@ def resize_known_mask(known_mask: torch.Tensor, size: Grid) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def region_cross_entropy_loss(
-    region_logits: torch.Tensor, region_target: torch.Tensor
-) -> torch.Tensor:
+def region_cross_entropy_loss(region_logits: torch.Tensor, region_target: torch.Tensor) -> torch.Tensor:
     """L_CE of eq. (2): per-pixel cross-entropy over the 3 regions (foreground, background, transparent), averaged
     over pixels and batch.
 
@@ -130,9 +120,7 @@ def region_cross_entropy_loss(
             )
         return F.cross_entropy(region_logits, region_target.long())
     if region_target.ndim == 4 and region_target.is_floating_point():
-        _check_same_shape(
-            "region_logits", region_logits, "region_target", region_target
-        )
+        _check_same_shape("region_logits", region_logits, "region_target", region_target)
         return F.cross_entropy(region_logits, region_target.to(region_logits.dtype))
     raise ValueError(
         "`region_target` must be integer class indices (B, h, w) or float per-class values (B, 3, h, w), got dtype "
@@ -167,12 +155,8 @@ class SemanticGuidanceProjection(ModelMixin, ConfigMixin):
         hidden_channels = hidden_channels or out_channels
         self.conv_in = nn.Conv2d(in_channels, hidden_channels, kernel_size=1)
         self.act = nn.LeakyReLU(negative_slope)
-        self.conv_mid = nn.Conv2d(
-            hidden_channels, hidden_channels, kernel_size=3, padding=1
-        )
-        self.conv_out = nn.Conv2d(
-            hidden_channels, out_channels, kernel_size=3, padding=1
-        )
+        self.conv_mid = nn.Conv2d(hidden_channels, hidden_channels, kernel_size=3, padding=1)
+        self.conv_out = nn.Conv2d(hidden_channels, out_channels, kernel_size=3, padding=1)
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
         return self.conv_out(self.conv_mid(self.act(self.conv_in(feature))))
@@ -221,9 +205,7 @@ class SemanticGuidanceProjector(ModelMixin, ConfigMixin):
                 f"have the same length, got {[len(value) for value in lengths]}."
             )
         if len(set(feature_names)) != len(feature_names):
-            raise ValueError(
-                f"`feature_names` must be unique, got {list(feature_names)}."
-            )
+            raise ValueError(f"`feature_names` must be unique, got {list(feature_names)}.")
         self.layer_pairs = dict(zip(feature_names, teacher_feature_names))
         # A list, not a ModuleDict: feature names contain dots, which module names may not.
         self.projections = nn.ModuleList(
@@ -246,11 +228,7 @@ class SemanticGuidanceProjector(ModelMixin, ConfigMixin):
             layer_pairs: `{student layer: teacher layer}`; default: every student layer with the same teacher name.
         """
         layer_pairs = dict(layer_pairs or {name: name for name in student_features})
-        missing = [
-            s
-            for s, t in layer_pairs.items()
-            if s not in student_features or t not in teacher_features
-        ]
+        missing = [s for s, t in layer_pairs.items() if s not in student_features or t not in teacher_features]
         if missing:
             raise ValueError(
                 f"Layers {missing} (student names) lack a student or teacher feature; student features have "
@@ -259,16 +237,12 @@ class SemanticGuidanceProjector(ModelMixin, ConfigMixin):
         return cls(
             feature_names=list(layer_pairs),
             in_channels=[student_features[name].shape[1] for name in layer_pairs],
-            out_channels=[
-                teacher_features[name].shape[1] for name in layer_pairs.values()
-            ],
+            out_channels=[teacher_features[name].shape[1] for name in layer_pairs.values()],
             teacher_feature_names=list(layer_pairs.values()),
             **kwargs,
         )
 
-    def forward(
-        self, student_features: Mapping[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, student_features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Applies each layer's Phi; returns a dict keyed by the student layer names."""
         missing = [name for name in self.layer_pairs if name not in student_features]
         if missing:
@@ -277,8 +251,7 @@ class SemanticGuidanceProjector(ModelMixin, ConfigMixin):
                 f"and got {list(student_features)}."
             )
         return {
-            name: projection(student_features[name])
-            for name, projection in zip(self.layer_pairs, self.projections)
+            name: projection(student_features[name]) for name, projection in zip(self.layer_pairs, self.projections)
         }
 
 
@@ -307,18 +280,12 @@ def semantic_guidance_loss(
     if projector is not None:
         layer_pairs, projected = projector.layer_pairs, projector(student_features)
     else:
-        layer_pairs, projected = {
-            name: name for name in student_features
-        }, student_features
+        layer_pairs, projected = {name: name for name in student_features}, student_features
     if not layer_pairs:
-        raise ValueError(
-            "`student_features` is empty: L_SG needs at least one distilled layer."
-        )
+        raise ValueError("`student_features` is empty: L_SG needs at least one distilled layer.")
     missing = [name for name in layer_pairs.values() if name not in teacher_features]
     if missing:
-        raise ValueError(
-            f"`teacher_features` is missing {missing}; got {list(teacher_features)}."
-        )
+        raise ValueError(f"`teacher_features` is missing {missing}; got {list(teacher_features)}.")
 
     loss = known_mask.new_zeros(())
     for student_name, teacher_name in layer_pairs.items():
@@ -338,17 +305,13 @@ def semantic_guidance_loss(
     return loss
 
 
-def _key_grid(
-    query_grid: Grid, num_keys: int, given: Optional[Grid], name: str
-) -> Grid:
+def _key_grid(query_grid: Grid, num_keys: int, given: Optional[Grid], name: str) -> Grid:
     """The grid of the keys of a self-attention map: given, the query grid, or the k x k down-sampled one."""
     h, w = query_grid
     if given is not None:
         grid = (int(given[0]), int(given[1]))
         if grid[0] * grid[1] != num_keys:
-            raise ValueError(
-                f"{name}: key grid {grid} has {grid[0] * grid[1]} cells but the map has {num_keys} keys."
-            )
+            raise ValueError(f"{name}: key grid {grid} has {grid[0] * grid[1]} cells but the map has {num_keys} keys.")
         return grid
     if num_keys == h * w:
         return (h, w)
@@ -361,9 +324,7 @@ def _key_grid(
     )
 
 
-def _propagate_alpha(
-    attention: torch.Tensor, alpha: torch.Tensor, key_grid: Grid
-) -> torch.Tensor:
+def _propagate_alpha(attention: torch.Tensor, alpha: torch.Tensor, key_grid: Grid) -> torch.Tensor:
     """`A (x) alpha` of eq. (5): alpha resampled to the key grid, then multiplied by the `(B, n, m)` map."""
     keys = downsample_alpha(alpha, key_grid).flatten(1).unsqueeze(-1)  # (B, m, 1)
     return torch.bmm(attention, keys.to(attention.dtype))  # (B, n, 1)
@@ -412,9 +373,7 @@ def self_attention_transparency_loss(
                 raise ValueError(
                     f"{who} self-attention at {grid} must have h*w = {n} queries, got shape {tuple(attention.shape)}."
                 )
-            _check_batch(
-                f"{who} self-attention at {grid}", attention, "alpha_gt", alpha_gt
-            )
+            _check_batch(f"{who} self-attention at {grid}", attention, "alpha_gt", alpha_gt)
         teacher_keys = _key_grid(
             grid,
             teacher.shape[2],
@@ -449,9 +408,7 @@ def cross_attention_transparency_loss(
         teacher_cross_attention: `{(h, w): (B, h*w, L)}` maps of the teacher (detached here).
         student_cross_attention: `{(h, w): (B, h*w, L)}` maps of the student.
     """
-    grids = [
-        grid for grid in student_cross_attention if grid in teacher_cross_attention
-    ]
+    grids = [grid for grid in student_cross_attention if grid in teacher_cross_attention]
     if not grids:
         raise ValueError(
             f"L_CTM: no resolution has cross-attention maps in both models (teacher {list(teacher_cross_attention)}, "
@@ -475,9 +432,7 @@ def cross_attention_transparency_loss(
     return torch.stack(losses).mean()
 
 
-def coarse_alpha_loss(
-    coarse_alpha: torch.Tensor, alpha_gt: torch.Tensor
-) -> torch.Tensor:
+def coarse_alpha_loss(coarse_alpha: torch.Tensor, alpha_gt: torch.Tensor) -> torch.Tensor:
     """L_alpha_lr of eq. (7): L1 between alpha^lr `(B, 1, h, w)` and the ground truth down-sampled to its grid
     (`downsample_alpha`), averaged over pixels."""
     _check_map("coarse_alpha", coarse_alpha)
@@ -487,9 +442,7 @@ def coarse_alpha_loss(
     return F.l1_loss(coarse_alpha, target)
 
 
-def transparency_confidence_loss(
-    transparency_logits: torch.Tensor, known_mask: torch.Tensor
-) -> torch.Tensor:
+def transparency_confidence_loss(transparency_logits: torch.Tensor, known_mask: torch.Tensor) -> torch.Tensor:
     """L_R of eq. (8): binary cross-entropy between sigmoid(R) and M_hat = 1 - M, the transparent region.
 
     R is the "transparent confidence map, which indicates regions that may be transparent" (Sec. 3.2.2), and the
@@ -506,9 +459,7 @@ def transparency_confidence_loss(
     _check_map("known_mask", known_mask)
     _check_batch("transparency_logits", transparency_logits, "known_mask", known_mask)
     transparent = 1.0 - resize_known_mask(known_mask, transparency_logits.shape[-2:])
-    return F.binary_cross_entropy_with_logits(
-        transparency_logits, transparent.to(transparency_logits.dtype)
-    )
+    return F.binary_cross_entropy_with_logits(transparency_logits, transparent.to(transparency_logits.dtype))
 
 
 @dataclass
@@ -561,9 +512,7 @@ def soft_grounding_distillation_loss(
         "sg": "features",
     }
     for term, attribute in needs_capture.items():
-        if getattr(weights, term) != 0 and (
-            teacher_captured is None or student_captured is None
-        ):
+        if getattr(weights, term) != 0 and (teacher_captured is None or student_captured is None):
             raise ValueError(
                 f"L_{term.upper()} has weight {getattr(weights, term)} but `teacher_captured` / `student_captured` "
                 f"were not given (they must carry `{attribute}`); pass them or set its weight to 0."
@@ -595,8 +544,7 @@ def soft_grounding_distillation_loss(
 
     zero = coarse_alpha.new_zeros(())
     parts = {
-        field.name: compute(field.name) if getattr(weights, field.name) != 0 else zero
-        for field in fields(weights)
+        field.name: compute(field.name) if getattr(weights, field.name) != 0 else zero for field in fields(weights)
     }
     total = zero + sum(getattr(weights, name) * value for name, value in parts.items())
     return total, parts
@@ -658,9 +606,7 @@ def laplacian_loss(
     _check_same_shape("alpha", alpha, "alpha_gt", alpha_gt)
     if mask is not None:
         alpha, alpha_gt = alpha * mask, alpha_gt * mask
-    pyramid, pyramid_gt = laplacian_pyramid(alpha, levels), laplacian_pyramid(
-        alpha_gt, levels
-    )
+    pyramid, pyramid_gt = laplacian_pyramid(alpha, levels), laplacian_pyramid(alpha_gt, levels)
     return sum(F.l1_loss(band, band_gt) for band, band_gt in zip(pyramid, pyramid_gt))
 
 

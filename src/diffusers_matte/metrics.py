@@ -80,13 +80,9 @@ def _check_alpha(x: Any, name: str) -> np.ndarray:
     arr = _to_numpy(x)
     if arr.dtype.kind != "f":
         hint = " (divide 8-bit alphas by 255 first)" if arr.dtype.kind in "uib" else ""
-        raise TypeError(
-            f"`{name}` must be a float array with values in [0, 1], got dtype {arr.dtype}{hint}."
-        )
+        raise TypeError(f"`{name}` must be a float array with values in [0, 1], got dtype {arr.dtype}{hint}.")
     if arr.ndim != 2:
-        raise ValueError(
-            f"`{name}` must be a 2-D (H, W) alpha matte, got shape {arr.shape}."
-        )
+        raise ValueError(f"`{name}` must be a 2-D (H, W) alpha matte, got shape {arr.shape}.")
     if arr.size == 0:
         raise ValueError(f"`{name}` is empty (shape {arr.shape}).")
     arr = arr.astype(np.float64, copy=False)
@@ -104,9 +100,7 @@ def _check_alpha(x: Any, name: str) -> np.ndarray:
 def _check_inputs(pred: Any, gt: Any, mask: Any) -> tuple:
     p, g = _check_alpha(pred, "pred"), _check_alpha(gt, "gt")
     if p.shape != g.shape:
-        raise ValueError(
-            f"`pred` has shape {p.shape} but `gt` has shape {g.shape}; they must match."
-        )
+        raise ValueError(f"`pred` has shape {p.shape} but `gt` has shape {g.shape}; they must match.")
     if mask is None:
         return p, g, None
     m = _to_numpy(mask)
@@ -115,9 +109,7 @@ def _check_inputs(pred: Any, gt: Any, mask: Any) -> tuple:
             f"`mask` must be a boolean array (e.g. `trimap == 128` for the unknown region), got dtype {m.dtype}."
         )
     if m.shape != p.shape:
-        raise ValueError(
-            f"`mask` has shape {m.shape} but the alphas have shape {p.shape}; they must match."
-        )
+        raise ValueError(f"`mask` has shape {m.shape} but the alphas have shape {p.shape}; they must match.")
     return p, g, m
 
 
@@ -197,9 +189,7 @@ def _gaussgradient_factors(sigma: float = _SIGMA, epsilon: float = 1e-2) -> tupl
     ``half = ceil(sigma sqrt(-2 ln(sqrt(2 pi) sigma epsilon)))`` (9 taps for sigma 1.4). It is an outer product,
     so the normalisation splits into the norms of the two factors and the filter is separable.
     """
-    half = math.ceil(
-        sigma * math.sqrt(-2.0 * math.log(math.sqrt(2.0 * math.pi) * sigma * epsilon))
-    )
+    half = math.ceil(sigma * math.sqrt(-2.0 * math.log(math.sqrt(2.0 * math.pi) * sigma * epsilon)))
     u = np.arange(-half, half + 1, dtype=np.float64)
     gauss = np.exp(-(u**2) / (2.0 * sigma**2)) / (sigma * math.sqrt(2.0 * math.pi))
     dgauss = -u * gauss / sigma**2
@@ -236,17 +226,13 @@ def _gfm_gradient_magnitude(alpha: np.ndarray) -> np.ndarray:
     return np.sqrt(gx**2 + gy**2)
 
 
-def _grad(
-    p: np.ndarray, g: np.ndarray, mask: Optional[np.ndarray], variant: str = "matlab"
-) -> float:
+def _grad(p: np.ndarray, g: np.ndarray, mask: Optional[np.ndarray], variant: str = "matlab") -> float:
     if variant == "gfm":  # sum / 10, on raw [0, 1] alphas
         err = np.square(_gfm_gradient_magnitude(p) - _gfm_gradient_magnitude(g))
         return _masked_sum(err, mask) / 10.0
     mask_t = None if mask is None else mask.T  # the magnitudes come transposed
     if variant == "gca":  # no mat2gray, float64 throughout
-        err = (
-            _dim_gradient_magnitude_t(p, False) - _dim_gradient_magnitude_t(g, False)
-        ) ** 2
+        err = (_dim_gradient_magnitude_t(p, False) - _dim_gradient_magnitude_t(g, False)) ** 2
         return _masked_sum(err, mask_t) / 1000.0
     # compute_gradient_loss.m: (single(pred_amp) - single(target_amp)) .^ 2, summed; evaluate.m divides by 1000.
     err = _dim_gradient_magnitude_t(p, True).astype(np.float32)
@@ -291,9 +277,7 @@ def _largest_component(inter: np.ndarray, variant: str) -> Optional[np.ndarray]:
     return labels == np.argmax(sizes)
 
 
-def _conn_levels(
-    p: np.ndarray, g: np.ndarray, thresholds: np.ndarray, variant: str
-) -> np.ndarray:
+def _conn_levels(p: np.ndarray, g: np.ndarray, thresholds: np.ndarray, variant: str) -> np.ndarray:
     """Index into ``thresholds`` of each pixel's level l: the last threshold before it left Omega, or the last."""
     level = np.full(p.shape, len(thresholds) - 1, dtype=np.int8)
     pending = np.ones(p.shape, dtype=bool)
@@ -330,18 +314,14 @@ def _conn(
     if variant == "gfm":
         # float64 alphas, np.arange thresholds, float32 l map, row-major ties.
         level = _conn_levels(p, g, _THRESHOLDS_ARANGE, variant)
-        err = _phi_error(
-            p, g, _THRESHOLDS_ARANGE.astype(np.float32)[level].astype(np.float64)
-        )
+        err = _phi_error(p, g, _THRESHOLDS_ARANGE.astype(np.float32)[level].astype(np.float64))
         return _masked_sum(err, mask) / 1000.0
     P, G = singles if singles is not None else (_single(p), _single(g))
     if variant == "gca":
         # float32 alphas compared with float64 np.arange thresholds (NumPy >= 2), float64 l.
         p32, g32 = P / _F32_255, G / _F32_255
         level = _conn_levels(p32, g32, _THRESHOLDS_ARANGE, variant)
-        err = _phi_error(
-            p32.astype(np.float64), g32.astype(np.float64), _THRESHOLDS_ARANGE[level]
-        )
+        err = _phi_error(p32.astype(np.float64), g32.astype(np.float64), _THRESHOLDS_ARANGE[level])
         return _masked_sum(err, mask) / 1000.0
     # compute_connectivity_error.m, single(pred) / 255 etc. in single precision. bwconncomp numbers components in
     # column-major order, so label the transposed images: the first maximum is then MATLAB's `max` pick.
@@ -433,13 +413,9 @@ class MattingMetrics:
         _check_variant(grad_variant)
         _check_variant(conn_variant)
         if accelerator is not None and not hasattr(accelerator, "gather"):
-            raise TypeError(
-                f"`accelerator` must have a `gather` method, got {type(accelerator).__name__}."
-            )
+            raise TypeError(f"`accelerator` must have a `gather` method, got {type(accelerator).__name__}.")
         if gather_fn is not None and not callable(gather_fn):
-            raise TypeError(
-                f"`gather_fn` must be callable, got {type(gather_fn).__name__}."
-            )
+            raise TypeError(f"`gather_fn` must be callable, got {type(gather_fn).__name__}.")
         self.grad_variant = grad_variant
         self.conn_variant = conn_variant
         self.accelerator = accelerator
@@ -460,19 +436,13 @@ class MattingMetrics:
         """Adds one pair (H, W) or a batch (B, H, W) / (B, 1, H, W) of pairs; returns the last sample's values."""
         preds, gts = self._split(pred, "pred"), self._split(gt, "gt")
         if len(preds) != len(gts):
-            raise ValueError(
-                f"`pred` holds {len(preds)} samples but `gt` holds {len(gts)}."
-            )
+            raise ValueError(f"`pred` holds {len(preds)} samples but `gt` holds {len(gts)}.")
         masks = [None] * len(preds) if mask is None else self._split(mask, "mask")
         if len(masks) != len(preds):
-            raise ValueError(
-                f"`mask` holds {len(masks)} samples but `pred` holds {len(preds)}."
-            )
+            raise ValueError(f"`mask` holds {len(masks)} samples but `pred` holds {len(preds)}.")
         values: Dict[str, float] = {}
         for p, g, m in zip(preds, gts, masks):
-            values = all_metrics(
-                p, g, m, grad_variant=self.grad_variant, conn_variant=self.conn_variant
-            )
+            values = all_metrics(p, g, m, grad_variant=self.grad_variant, conn_variant=self.conn_variant)
             self._sums += [values[name] for name in METRIC_NAMES]
             self._count += 1
         return values
@@ -486,9 +456,7 @@ class MattingMetrics:
             return [arr]
         if arr.ndim == 3:
             return list(arr)
-        raise ValueError(
-            f"`{name}` must have shape (H, W), (B, H, W) or (B, 1, H, W), got {arr.shape}."
-        )
+        raise ValueError(f"`{name}` must have shape (H, W), (B, H, W) or (B, 1, H, W), got {arr.shape}.")
 
     def compute(self) -> Dict[str, float]:
         """Means over all samples (of all processes when gathering); NaN for every metric if there are none."""
@@ -498,9 +466,7 @@ class MattingMetrics:
         count = totals[-1]
         if count == 0:
             return {name: float("nan") for name in METRIC_NAMES}
-        return {
-            name: float(total / count) for name, total in zip(METRIC_NAMES, totals[:-1])
-        }
+        return {name: float(total / count) for name, total in zip(METRIC_NAMES, totals[:-1])}
 
     def _gather(self, totals: np.ndarray) -> np.ndarray:
         import torch

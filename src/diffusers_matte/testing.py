@@ -70,9 +70,7 @@ _TOKENIZER_CORPUS = (
 )
 
 
-def _learn_bpe_merges(
-    words: dict[tuple[str, ...], int], num_merges: int
-) -> list[tuple[str, str]]:
+def _learn_bpe_merges(words: dict[tuple[str, ...], int], num_merges: int) -> list[tuple[str, str]]:
     """Plain BPE learning: repeatedly merge the most frequent adjacent pair (ties: the smallest pair)."""
     from collections import Counter
 
@@ -150,9 +148,7 @@ def get_dummy_tokenizer(
 
     corpus = _TOKENIZER_CORPUS if corpus is None else tuple(corpus)
     vocab, merges = _dummy_bpe(num_merges, corpus)
-    return CLIPTokenizer(
-        vocab=dict(vocab), merges=list(merges), model_max_length=model_max_length
-    )
+    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=model_max_length)
 
 
 def get_dummy_components(seed: int = 0, refiner: bool = False) -> dict:

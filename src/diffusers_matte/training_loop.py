@@ -157,9 +157,7 @@ def validate_args(args: argparse.Namespace) -> None:
         "morphology_kernel_size",
     ):
         if getattr(args, name) < 1:
-            raise ValueError(
-                f"--{name} must be a positive integer, got {getattr(args, name)}."
-            )
+            raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}.")
 
 
 def make_accelerator(args: argparse.Namespace) -> Accelerator:
@@ -183,9 +181,7 @@ def make_accelerator(args: argparse.Namespace) -> Accelerator:
 
 def weight_dtype(accelerator: Accelerator) -> torch.dtype:
     """The dtype of the frozen models under mixed precision."""
-    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
-        accelerator.mixed_precision, torch.float32
-    )
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
 
 
 @dataclass
@@ -195,32 +191,22 @@ class FrozenEncoders:
     vae: nn.Module
     text_encoder: nn.Module
     tokenizer: object
-    latent_cache: dict | None = (
-        None  # digest of an image's pixels -> its z_I, when enabled
-    )
+    latent_cache: dict | None = None  # digest of an image's pixels -> its z_I, when enabled
 
     @classmethod
-    def from_pretrained(
-        cls, args: argparse.Namespace, accelerator: Accelerator
-    ) -> "FrozenEncoders":
+    def from_pretrained(cls, args: argparse.Namespace, accelerator: Accelerator) -> "FrozenEncoders":
         from diffusers import AutoencoderKL
         from transformers import CLIPTextModel, CLIPTokenizer
 
         path, kw = args.pretrained_model_name_or_path, dict(revision=args.revision)
         encoders = cls(
-            vae=AutoencoderKL.from_pretrained(
-                path, subfolder="vae", variant=args.variant, **kw
-            ),
-            text_encoder=CLIPTextModel.from_pretrained(
-                path, subfolder="text_encoder", **kw
-            ),
+            vae=AutoencoderKL.from_pretrained(path, subfolder="vae", variant=args.variant, **kw),
+            text_encoder=CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **kw),
             tokenizer=CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw),
             latent_cache={} if getattr(args, "cache_latents", False) else None,
         )
         for model in (encoders.vae, encoders.text_encoder):
-            model.requires_grad_(False).eval().to(
-                accelerator.device, weight_dtype(accelerator)
-            )
+            model.requires_grad_(False).eval().to(accelerator.device, weight_dtype(accelerator))
         return encoders
 
     @property
@@ -232,9 +218,7 @@ class FrozenEncoders:
         """z_I, exactly as the pipeline computes it (looked up, for images seen before, when caching)."""
         if self.latent_cache is None:
             return encode_latents(self.vae, pixel_values, self.vae.device).float()
-        keys = [
-            hashlib.blake2b(p.numpy().tobytes()).digest() for p in pixel_values.cpu()
-        ]
+        keys = [hashlib.blake2b(p.numpy().tobytes()).digest() for p in pixel_values.cpu()]
         new = [i for i, key in enumerate(keys) if key not in self.latent_cache]
         if new:
             latents = encode_latents(self.vae, pixel_values[new], self.vae.device)
@@ -280,24 +264,18 @@ def load_train_rows(args: argparse.Namespace) -> datasets.Dataset:
         )["train"]
     else:
         if not Path(args.dataset).is_dir():
-            raise FileNotFoundError(
-                f"--dataset: expected 'synthetic' or a save_to_disk folder, got {args.dataset!r}."
-            )
+            raise FileNotFoundError(f"--dataset: expected 'synthetic' or a save_to_disk folder, got {args.dataset!r}.")
         rows = datasets.load_from_disk(args.dataset)
         if isinstance(rows, datasets.DatasetDict):
             if "train" not in rows:
-                raise KeyError(
-                    f"--dataset {args.dataset!r} has splits {list(rows)} but no 'train' split."
-                )
+                raise KeyError(f"--dataset {args.dataset!r} has splits {list(rows)} but no 'train' split.")
             rows = rows["train"]
     if args.max_train_samples is not None:
         rows = rows.select(range(min(args.max_train_samples, len(rows))))
     return rows
 
 
-def make_dataloader(
-    args: argparse.Namespace, latent_factor: int
-) -> torch.utils.data.DataLoader:
+def make_dataloader(args: argparse.Namespace, latent_factor: int) -> torch.utils.data.DataLoader:
     transform = TrainingTransform(
         resolution=args.resolution,
         latent_factor=latent_factor,
@@ -320,9 +298,7 @@ def train(
     accelerator: Accelerator,
     models: dict[str, nn.Module],
     dataloader: torch.utils.data.DataLoader,
-    step_fn: Callable[
-        [dict, dict[str, nn.Module], Callable[[torch.Tensor], None]], dict[str, float]
-    ],
+    step_fn: Callable[[dict, dict[str, nn.Module], Callable[[torch.Tensor], None]], dict[str, float]],
 ) -> dict[str, nn.Module]:
     """Run the optimisation loop; returns the trained models, unwrapped.
 
@@ -332,9 +308,7 @@ def train(
             `backward(loss)` itself (so a `capture()` block can stay open during backward), and returns the
             floats to log.
     """
-    params = [
-        p for model in models.values() for p in model.parameters() if p.requires_grad
-    ]
+    params = [p for model in models.values() for p in model.parameters() if p.requires_grad]
     optimizer = training_utils.get_optimizer(
         params,
         learning_rate=args.learning_rate,
@@ -353,35 +327,23 @@ def train(
             f"--train_batch_size {args.train_batch_size} x {accelerator.num_processes} process(es) is more than "
             f"the {len(dataloader.dataset)} training rows: there is no full batch to train on."
         )
-    training_utils.register_checkpoint_hooks(
-        accelerator, {type(m): name for name, m in models.items()}
-    )
+    training_utils.register_checkpoint_hooks(accelerator, {type(m): name for name, m in models.items()})
 
     global_step, first_epoch, skip_batches = 0, 0, 0
     if accelerator.is_main_process:
         training_utils.remove_incomplete_checkpoints(args.output_dir)
-    checkpoint = training_utils.resolve_resume_checkpoint(
-        args.output_dir, args.resume_from_checkpoint
-    )
+    checkpoint = training_utils.resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
     if checkpoint is not None:
         accelerator.print(f"Resuming from checkpoint {checkpoint}")
         accelerator.load_state(str(checkpoint))
         global_step = training_utils.checkpoint_step(checkpoint)
-        updates_per_epoch = math.ceil(
-            len(dataloader) / args.gradient_accumulation_steps
-        )
+        updates_per_epoch = math.ceil(len(dataloader) / args.gradient_accumulation_steps)
         first_epoch, done = divmod(global_step, updates_per_epoch)
         skip_batches = done * args.gradient_accumulation_steps
 
     if accelerator.is_main_process:
-        config = {
-            k: v
-            for k, v in vars(args).items()
-            if isinstance(v, (int, float, str, bool))
-        }
-        accelerator.init_trackers(
-            args.tracker_project_name or Path(args.output_dir).name, config=config
-        )
+        config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        accelerator.init_trackers(args.tracker_project_name or Path(args.output_dir).name, config=config)
     progress = tqdm(
         range(args.max_train_steps),
         initial=global_step,
@@ -395,11 +357,7 @@ def train(
     while global_step < args.max_train_steps:
         dataloader.set_epoch(epoch)
         dataloader.dataset.set_epoch(epoch)
-        batches = (
-            accelerator.skip_first_batches(dataloader, skip_batches)
-            if skip_batches
-            else dataloader
-        )
+        batches = accelerator.skip_first_batches(dataloader, skip_batches) if skip_batches else dataloader
         skip_batches = 0
         for batch in batches:
             with accelerator.accumulate(*wrapped.values()):
@@ -423,10 +381,7 @@ def train(
             if accelerator.is_main_process:
                 with log_path.open("a") as f:
                     f.write(json.dumps({"step": global_step, **logs}) + "\n")
-            if (
-                global_step % args.checkpointing_steps == 0
-                and accelerator.is_main_process
-            ):
+            if global_step % args.checkpointing_steps == 0 and accelerator.is_main_process:
                 training_utils.save_checkpoint(
                     accelerator,
                     args.output_dir,
@@ -440,21 +395,15 @@ def train(
     return {name: accelerator.unwrap_model(model) for name, model in wrapped.items()}
 
 
-def mean_over_processes(
-    accelerator: Accelerator, logs: dict[str, float]
-) -> dict[str, float]:
+def mean_over_processes(accelerator: Accelerator, logs: dict[str, float]) -> dict[str, float]:
     """Average the logged floats over the processes, so the log shows the loss of the whole batch."""
     if accelerator.num_processes == 1 or not logs:
         return logs
-    values = accelerator.reduce(
-        torch.tensor(list(logs.values()), device=accelerator.device), reduction="mean"
-    )
+    values = accelerator.reduce(torch.tensor(list(logs.values()), device=accelerator.device), reduction="mean")
     return dict(zip(logs, values.tolist()))
 
 
-def make_scheduler(
-    args: argparse.Namespace, optimizer: torch.optim.Optimizer, num_processes: int
-):
+def make_scheduler(args: argparse.Namespace, optimizer: torch.optim.Optimizer, num_processes: int):
     """Table 4's poly-0.9 schedule with milestones, or any diffusers scheduler by name."""
     if args.lr_scheduler == "poly":
         # Milestones are fractions of the run; on a short run two may land on one step: the later value wins.
@@ -486,9 +435,7 @@ def save_outputs(args: argparse.Namespace, models: dict, description: str) -> No
     A model saved under the name "" is written to `output_dir` itself (a whole pipeline).
     """
     for name, model in models.items():
-        model.save_pretrained(
-            os.path.join(args.output_dir, name) if name else args.output_dir
-        )
+        model.save_pretrained(os.path.join(args.output_dir, name) if name else args.output_dir)
     training_utils.write_model_card(
         args.output_dir,
         model_description=description,

@@ -60,17 +60,11 @@ class StageHyperparameters:
 
 TABLE4_STAGES: dict[str, StageHyperparameters] = {
     # Sec. 3.2.1, "Soft Grounding in Semantic": the teacher (and the text adapter).
-    "semantic": StageHyperparameters(
-        5e-5, 50_000, 32, (15_000, 40_000), (0.5, 0.25), num_gpus=4
-    ),
+    "semantic": StageHyperparameters(5e-5, 50_000, 32, (15_000, 40_000), (0.5, 0.25), num_gpus=4),
     # Sec. 3.2.2, "Soft Grounding in Transparency": the student and the Phi projections.
-    "transparency": StageHyperparameters(
-        5e-5, 50_000, 32, (10_000, 35_000), (0.4, 0.25), num_gpus=2
-    ),
+    "transparency": StageHyperparameters(5e-5, 50_000, 32, (10_000, 35_000), (0.4, 0.25), num_gpus=2),
     # Sec. 3.4, "From Soft Grounding to Alpha Matte": the matting decoder.
-    "decoder": StageHyperparameters(
-        4e-4, 50_000, 16, (10_000, 35_000), (0.1, 0.05), num_gpus=1
-    ),
+    "decoder": StageHyperparameters(4e-4, 50_000, 16, (10_000, 35_000), (0.1, 0.05), num_gpus=1),
     # Appendix 6.3: the sparse up-sampling module (lr 2e-4, 10k iterations, batch 16); no milestones are given,
     # so it follows the plain poly-0.9 curve.
     "refiner": StageHyperparameters(2e-4, 10_000, 16),
@@ -93,15 +87,11 @@ def get_optimizer(
         try:
             import bitsandbytes as bnb
         except ImportError as error:
-            raise ImportError(
-                "`use_8bit_adam=True` needs bitsandbytes: `pip install bitsandbytes`."
-            ) from error
+            raise ImportError("`use_8bit_adam=True` needs bitsandbytes: `pip install bitsandbytes`.") from error
         optimizer_class = bnb.optim.AdamW8bit
     else:
         optimizer_class = torch.optim.AdamW
-    return optimizer_class(
-        params, lr=learning_rate, betas=betas, weight_decay=weight_decay, eps=eps
-    )
+    return optimizer_class(params, lr=learning_rate, betas=betas, weight_decay=weight_decay, eps=eps)
 
 
 class PolyMilestoneLambda:
@@ -135,32 +125,20 @@ class PolyMilestoneLambda:
             raise ValueError(
                 f"`milestones` and `values` must have the same length, got {list(milestones)} and {list(values)}."
             )
-        if any(b <= a for a, b in zip(milestones, milestones[1:])) or any(
-            m <= 0 for m in milestones
-        ):
-            raise ValueError(
-                f"`milestones` must be positive and strictly increasing, got {list(milestones)}."
-            )
+        if any(b <= a for a, b in zip(milestones, milestones[1:])) or any(m <= 0 for m in milestones):
+            raise ValueError(f"`milestones` must be positive and strictly increasing, got {list(milestones)}.")
         if any(v < 0 for v in values):
-            raise ValueError(
-                f"`values` must be non-negative factors, got {list(values)}."
-            )
+            raise ValueError(f"`values` must be non-negative factors, got {list(values)}.")
         self.total_steps = int(total_steps)
         self.milestones = [int(m) for m in milestones]
         self.values = [float(v) for v in values]
         self.power = float(power)
 
     def __call__(self, step: int) -> float:
-        reached = [
-            value
-            for milestone, value in zip(self.milestones, self.values)
-            if step >= milestone
-        ]
+        reached = [value for milestone, value in zip(self.milestones, self.values) if step >= milestone]
         if reached:
             return reached[-1]
-        return (
-            max(0.0, 1.0 - min(step, self.total_steps) / self.total_steps) ** self.power
-        )
+        return max(0.0, 1.0 - min(step, self.total_steps) / self.total_steps) ** self.power
 
 
 def get_poly_milestone_scheduler(
@@ -196,9 +174,7 @@ def checkpoint_step(path: PathLike) -> int:
     """The step of a `checkpoint-<step>` directory."""
     match = _CHECKPOINT_NAME.match(Path(path).name)
     if match is None:
-        raise ValueError(
-            f"{str(path)!r} is not a `{CHECKPOINT_PREFIX}<step>` directory."
-        )
+        raise ValueError(f"{str(path)!r} is not a `{CHECKPOINT_PREFIX}<step>` directory.")
     return int(match.group(1))
 
 
@@ -207,11 +183,7 @@ def list_checkpoints(output_dir: PathLike) -> list[Path]:
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return []
-    found = [
-        path
-        for path in output_dir.iterdir()
-        if path.is_dir() and _CHECKPOINT_NAME.match(path.name)
-    ]
+    found = [path for path in output_dir.iterdir() if path.is_dir() and _CHECKPOINT_NAME.match(path.name)]
     return sorted(found, key=checkpoint_step)
 
 
@@ -221,9 +193,7 @@ def get_latest_checkpoint(output_dir: PathLike) -> Optional[Path]:
     return checkpoints[-1] if checkpoints else None
 
 
-def resolve_resume_checkpoint(
-    output_dir: PathLike, resume_from_checkpoint: Optional[str]
-) -> Optional[Path]:
+def resolve_resume_checkpoint(output_dir: PathLike, resume_from_checkpoint: Optional[str]) -> Optional[Path]:
     """The directory `--resume_from_checkpoint` names: `"latest"`, a path, or a name inside `output_dir`.
 
     Returns None (after a warning, as diffusers' examples do: "Starting a new training run") when it does not
@@ -238,16 +208,12 @@ def resolve_resume_checkpoint(
         if not path.is_dir():
             path = Path(output_dir) / path.name
     if path is None or not path.is_dir():
-        logger.warning(
-            f"Checkpoint '{resume_from_checkpoint}' does not exist. Starting a new training run."
-        )
+        logger.warning(f"Checkpoint '{resume_from_checkpoint}' does not exist. Starting a new training run.")
         return None
     return path
 
 
-def prune_checkpoints(
-    output_dir: PathLike, checkpoints_total_limit: Optional[int]
-) -> list[Path]:
+def prune_checkpoints(output_dir: PathLike, checkpoints_total_limit: Optional[int]) -> list[Path]:
     """Deletes the oldest checkpoints so that at most `checkpoints_total_limit` remain; returns the deleted ones.
 
     `save_checkpoint` prunes *after* a successful save (diffusers' examples prune before saving, which loses a
@@ -256,15 +222,11 @@ def prune_checkpoints(
     if checkpoints_total_limit is None:
         return []
     if checkpoints_total_limit < 1:
-        raise ValueError(
-            f"`checkpoints_total_limit` must be at least 1, got {checkpoints_total_limit}."
-        )
+        raise ValueError(f"`checkpoints_total_limit` must be at least 1, got {checkpoints_total_limit}.")
     checkpoints = list_checkpoints(output_dir)
     removed = checkpoints[: max(0, len(checkpoints) - checkpoints_total_limit)]
     if removed:
-        logger.info(
-            f"Removing {len(removed)} old checkpoint(s): {', '.join(path.name for path in removed)}"
-        )
+        logger.info(f"Removing {len(removed)} old checkpoint(s): {', '.join(path.name for path in removed)}")
     for path in removed:
         shutil.rmtree(path)
     return removed
@@ -277,9 +239,7 @@ def remove_incomplete_checkpoints(output_dir: PathLike) -> list[Path]:
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return []
-    leftovers = [
-        path for path in output_dir.iterdir() if path.name.startswith(INCOMPLETE_PREFIX)
-    ]
+    leftovers = [path for path in output_dir.iterdir() if path.name.startswith(INCOMPLETE_PREFIX)]
     for path in leftovers:
         logger.warning(f"Removing the unfinished checkpoint {path}.")
         shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -323,9 +283,7 @@ def atomic_write_directory(
     """
     final_dir = Path(final_dir)
     if final_dir.exists() and not overwrite:
-        raise FileExistsError(
-            f"{final_dir} already exists; pass `overwrite=True` to replace it."
-        )
+        raise FileExistsError(f"{final_dir} already exists; pass `overwrite=True` to replace it.")
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     temporary = final_dir.parent / f"{INCOMPLETE_PREFIX}{final_dir.name}"
     if temporary.exists():
@@ -388,9 +346,7 @@ def unwrap_model(accelerator: Any, model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def _subfolder_of(
-    model: torch.nn.Module, subfolders: Mapping[type, str]
-) -> Optional[str]:
+def _subfolder_of(model: torch.nn.Module, subfolders: Mapping[type, str]) -> Optional[str]:
     """The subfolder of the model's own class, else of its nearest listed base class."""
     if type(model) in subfolders:
         return subfolders[type(model)]
@@ -449,19 +405,13 @@ def make_load_model_hook(accelerator: Any, subfolders: Mapping[type, str]) -> Ca
     return load_model_hook
 
 
-def register_checkpoint_hooks(
-    accelerator: Any, subfolders: Mapping[type, str]
-) -> tuple:
+def register_checkpoint_hooks(accelerator: Any, subfolders: Mapping[type, str]) -> tuple:
     """Registers both hooks on `accelerator`, e.g. `{MatteUNet2DConditionModel: "unet", TextAdapter: "text_adapter"}`;
     returns the two removable handles. Register before `accelerator.prepare` or after; before `save_state`.
     """
     return (
-        accelerator.register_save_state_pre_hook(
-            make_save_model_hook(accelerator, subfolders)
-        ),
-        accelerator.register_load_state_pre_hook(
-            make_load_model_hook(accelerator, subfolders)
-        ),
+        accelerator.register_save_state_pre_hook(make_save_model_hook(accelerator, subfolders)),
+        accelerator.register_load_state_pre_hook(make_load_model_hook(accelerator, subfolders)),
     )
 
 
@@ -509,17 +459,13 @@ def write_model_card(
 
     path = Path(output_dir) / "README.md"
     if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{path} already exists; pass `overwrite=True` to replace it."
-        )
+        raise FileExistsError(f"{path} already exists; pass `overwrite=True` to replace it.")
     if template_path is None:
         from diffusers.utils.hub_utils import MODEL_CARD_TEMPLATE_PATH
 
         template_path = MODEL_CARD_TEMPLATE_PATH
     if not Path(template_path).is_file():
-        raise FileNotFoundError(
-            f"Model card template {str(template_path)!r} does not exist."
-        )
+        raise FileNotFoundError(f"Model card template {str(template_path)!r} does not exist.")
     card_data = ModelCardData(
         license="apache-2.0",
         library_name="diffusers",

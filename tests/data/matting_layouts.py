@@ -24,9 +24,7 @@ def write_image(path: Path, code: int, size=SIZE) -> None:
 def write_alpha(path: Path, code: int, size=SIZE) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     array = np.zeros((size[1], size[0]), np.uint8)
-    array[:, : size[0] // 2] = (
-        code  # a soft left half: the value identifies the instance
-    )
+    array[:, : size[0] // 2] = code  # a soft left half: the value identifies the instance
     Image.fromarray(array).save(path)
 
 
@@ -38,9 +36,7 @@ def alpha_code(alpha) -> int:
     return int(np.asarray(alpha)[0, 0])
 
 
-def make_refmatte(
-    root: Path, split: str, instances_per_image=(2, 1), nested=True
-) -> dict:
+def make_refmatte(root: Path, split: str, instances_per_image=(2, 1), nested=True) -> dict:
     """``RefMatte/RefMatte/<split>/{img,mask}`` + ``refmatte_<split>_label.json``; returns the label dict."""
     base = (root / "RefMatte" / "RefMatte" if nested else root) / split
     labels = {}
@@ -77,7 +73,7 @@ def make_rw100(root: Path) -> dict:
                 "expressions": [f"{stem} e{j}" for j in range(4)],
             }
     (base / "refmatte_rw100_label.json").write_text(json.dumps(labels))
-    (base / "eval_index_expression.json").write_text(json.dumps({s: 0 for s in labels}))
+    (base / "eval_index_expression.json").write_text(json.dumps(dict.fromkeys(labels, 0)))
     return labels
 
 
@@ -192,9 +188,7 @@ def make_refcoco(root: Path) -> dict:
             "iscrowd": 0,
             "segmentation": {
                 "size": [height, width],
-                "counts": mask_to_rle_counts(
-                    np.pad(np.ones((4, 4), np.uint8), ((0, height - 4), (0, width - 4)))
-                ),
+                "counts": mask_to_rle_counts(np.pad(np.ones((4, 4), np.uint8), ((0, height - 4), (0, width - 4)))),
             },
         },
     ]

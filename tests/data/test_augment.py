@@ -39,10 +39,7 @@ class _Always:
 
 
 def test_swap_left_right():
-    assert (
-        swap_left_right("the cat left of the dog, on the right")
-        == "the cat right of the dog, on the left"
-    )
+    assert swap_left_right("the cat left of the dog, on the right") == "the cat right of the dog, on the left"
     assert swap_left_right("Left-most? leftmost cup") == "Right-most? rightmost cup"
     assert swap_left_right("bright leftover") == "bright leftover"  # whole words only
 
@@ -68,26 +65,18 @@ def test_composite_blurs_background_only_and_adds_noise():
     out = composite_rssn(fg, bg, alpha, _Always(), p_noise=0)
     inside = alpha == 1.0
     np.testing.assert_array_equal(out[inside], fg[inside])  # the foreground stays sharp
-    assert (
-        out[~inside].astype(np.float32).std() < bg[~inside].astype(np.float32).std() / 2
-    )
+    assert out[~inside].astype(np.float32).std() < bg[~inside].astype(np.float32).std() / 2
     noisy = composite_rssn(fg, bg, alpha, _Always(), p_blur=0)
-    assert (
-        5 < np.abs(noisy[inside].astype(np.float32) - 200).mean() < 12
-    )  # sigma 10, clipped at 255
+    assert 5 < np.abs(noisy[inside].astype(np.float32) - 200).mean() < 12  # sigma 10, clipped at 255
     denoised_fg = np.full_like(fg, 50)
-    swapped = composite_rssn(
-        fg, bg, alpha, _Always(), denoised=(denoised_fg, bg), p_blur=0, p_noise=0
-    )
+    swapped = composite_rssn(fg, bg, alpha, _Always(), denoised=(denoised_fg, bg), p_blur=0, p_noise=0)
     assert (swapped[inside] == 50).all()
     with pytest.raises(ValueError, match="must match"):
         composite_rssn(fg, bg[:10], alpha, np.random.default_rng(0))
 
 
 def test_add_noise_is_clipped():
-    out = add_noise(
-        np.full((32, 32), 250, np.uint8), np.random.default_rng(0), sigma=10
-    )
+    out = add_noise(np.full((32, 32), 250, np.uint8), np.random.default_rng(0), sigma=10)
     assert out.max() <= 255 and out.min() >= 0 and out.std() > 3
 
 
@@ -106,18 +95,14 @@ def test_gfm_crop_prefers_transition_band():
         image, crop = gfm_crop(bg, alpha, _Always(seed), sizes=(640,), small_size=32)
         assert image.shape == (32, 32, 3) and crop.shape == (32, 32)
         corners.append(crop[0, 0])
-    assert (
-        np.mean([(0 < c < 1) for c in corners]) > 0.5
-    )  # top-left drawn from the soft band
+    assert np.mean([(0 < c < 1) for c in corners]) > 0.5  # top-left drawn from the soft band
 
 
 def test_composite_augment_flips_text_with_image_and_plugs_into_transform():
     fg, bg, alpha = _scene()
     image = composite_rssn(fg, bg, alpha, np.random.default_rng(0), p_blur=0, p_noise=0)
     augment = CompositeAugment(p_noise=0.0, p_flip=1.0)
-    out_image, out_alpha, text = augment(
-        image, alpha, "the box on the left", np.random.default_rng(0)
-    )
+    out_image, out_alpha, text = augment(image, alpha, "the box on the left", np.random.default_rng(0))
     np.testing.assert_array_equal(out_image, image[:, ::-1])
     np.testing.assert_array_equal(out_alpha, alpha[:, ::-1])
     assert text == "the box on the right"
@@ -127,9 +112,7 @@ def test_composite_augment_flips_text_with_image_and_plugs_into_transform():
     assert blurred[alpha == 0].std() < image[alpha == 0].std()
     with pytest.raises(ValueError, match="p_flip"):
         CompositeAugment(p_flip=2.0)
-    transform = TrainingTransform(
-        resolution=32, alpha_factors=(), augment=augment, text_choice="first"
-    )
+    transform = TrainingTransform(resolution=32, alpha_factors=(), augment=augment, text_choice="first")
     row = {
         "image": image,
         "alpha": (alpha * 255).astype(np.uint8),
@@ -138,6 +121,4 @@ def test_composite_augment_flips_text_with_image_and_plugs_into_transform():
     }
     out = transform(row)
     assert out["text"] == "the right box"
-    assert (
-        out["alpha"][0, :, -4:].mean() > out["alpha"][0, :, :4].mean()
-    )  # the object moved to the right
+    assert out["alpha"][0, :, -4:].mean() > out["alpha"][0, :, :4].mean()  # the object moved to the right

@@ -49,9 +49,7 @@ def test_refmatte_nested_layout_both_splits(tmp_path, cache):
     make_refmatte(tmp_path / "data", "test", (1, 1))
     ds = load_refmatte(tmp_path / "data", cache_dir=cache)
     assert set(ds) == {"train", "test"}
-    assert (
-        len(ds["train"]) == 6 and len(ds["test"]) == 2
-    )  # one row per instance (mask PNG)
+    assert len(ds["train"]) == 6 and len(ds["test"]) == 2  # one row per instance (mask PNG)
     _check_pairing(ds["train"])
     for row in ds["train"]:
         stem = row["instance_id"]
@@ -71,9 +69,7 @@ def test_refmatte_flat_layout_split_and_keyword_setting(tmp_path, cache):
         load_refmatte(tmp_path, setting="keyword", cache_dir=cache)
     labels[stem]["keyword"] = "teddy bear"
     (tmp_path / "test" / "refmatte_test_label.json").write_text(json.dumps(labels))
-    ds = load_refmatte(
-        tmp_path, split="test", setting="keyword", cache_dir=str(tmp_path / "c2")
-    )
+    ds = load_refmatte(tmp_path, split="test", setting="keyword", cache_dir=str(tmp_path / "c2"))
     assert ds[0]["texts"] == ["teddy bear"]
     assert json.loads(ds[0]["meta"])["keyword"] == "teddy bear"
 
@@ -85,9 +81,7 @@ def test_refmatte_reports_missing_files_and_keys(tmp_path, cache):
         load_refmatte(tmp_path, cache_dir=cache)
     label_file = tmp_path / "RefMatte/RefMatte/train/refmatte_train_label.json"
     label_file.write_text(json.dumps({"x_1": {"image": "x", "sentences": []}}))
-    with pytest.raises(
-        DatasetLayoutError, match="image_name and expressions.*'image', 'sentences'"
-    ):
+    with pytest.raises(DatasetLayoutError, match="image_name and expressions.*'image', 'sentences'"):
         load_refmatte(tmp_path, cache_dir=cache)
     label_file.unlink()
     with pytest.raises(DatasetLayoutError, match="label JSON"):
@@ -97,9 +91,7 @@ def test_refmatte_reports_missing_files_and_keys(tmp_path, cache):
         load_refmatte(tmp_path, cache_dir=cache)
 
 
-def test_refmatte_finds_other_label_name_and_warns_on_text_count(
-    tmp_path, cache, caplog
-):
+def test_refmatte_finds_other_label_name_and_warns_on_text_count(tmp_path, cache, caplog):
     labels = make_refmatte(tmp_path, "test", (1,), nested=False)
     stem = next(iter(labels))
     labels[stem]["expressions"] = labels[stem]["expressions"][:3]
@@ -118,9 +110,7 @@ def test_rw100(tmp_path, cache):
     _check_pairing(ds)
     for row in ds:
         assert row["texts"] == labels[row["instance_id"]]["expressions"]
-        assert alpha_code(row["alpha"]) == 30 * (int(row["image_id"][-1]) + 1) + int(
-            row["instance_id"][-1]
-        )
+        assert alpha_code(row["alpha"]) == 30 * (int(row["image_id"][-1]) + 1) + int(row["instance_id"][-1])
         assert row["source"] == "refmatte_rw100"
     # pointing data_dir at RefMatte_RW_100 itself works too
     assert len(load_refmatte_rw100(tmp_path / "RefMatte_RW_100", cache_dir=cache)) == 4
@@ -145,12 +135,8 @@ def test_p3m10k_splits_trimaps_and_captions(tmp_path, cache, validation_folder):
     captions = tmp_path / "captions.json"
     stems = ds["train"]["image_id"]
     captions.write_text(json.dumps({s: f"a person {s}" for s in stems}))
-    train = load_p3m10k(
-        tmp_path, split="train", captions_file=captions, cache_dir=cache
-    )
-    assert train[0]["texts"] == [f"a person {train[0]['image_id']}"] and train[0][
-        "text_types"
-    ] == ["caption"]
+    train = load_p3m10k(tmp_path, split="train", captions_file=captions, cache_dir=cache)
+    assert train[0]["texts"] == [f"a person {train[0]['image_id']}"] and train[0]["text_types"] == ["caption"]
     captions.write_text(json.dumps({stems[0]: "only one"}))
     with pytest.raises(DatasetLayoutError, match="no entry for image"):
         load_p3m10k(
@@ -164,9 +150,7 @@ def test_p3m10k_splits_trimaps_and_captions(tmp_path, cache, validation_folder):
 def test_p3m10k_missing_mask_and_wrong_folder(tmp_path, cache):
     make_p3m(tmp_path)
     (tmp_path / "P3M-10k/train/mask/p_07140001.png").unlink()
-    with pytest.raises(
-        DatasetLayoutError, match="without alpha in .*train/mask.*p_07140001"
-    ):
+    with pytest.raises(DatasetLayoutError, match="without alpha in .*train/mask.*p_07140001"):
         load_p3m10k(tmp_path, cache_dir=cache)
     with pytest.raises(DatasetLayoutError, match="no P3M-10k split"):
         load_p3m10k(tmp_path / "P3M-10k" / "train", cache_dir=cache)
@@ -232,33 +216,21 @@ def test_rle_decoding_matches_hand_worked_vectors():
 
 
 def test_ref_split_rule():
-    assert (
-        ref_in_split("testAB", "testA")
-        and ref_in_split("testAB", "testB")
-        and ref_in_split("testB", "testB")
-    )
+    assert ref_in_split("testAB", "testA") and ref_in_split("testAB", "testB") and ref_in_split("testB", "testB")
     assert not ref_in_split("testA", "testB") and not ref_in_split("train", "val")
 
 
 def test_refcoco_masks_and_pseudo_alphas(tmp_path, cache):
     fixture = make_refcoco(tmp_path)
-    ds = load_refcoco(
-        tmp_path, splits=("train", "testA"), alpha_source="mask", cache_dir=cache
-    )
+    ds = load_refcoco(tmp_path, splits=("train", "testA"), alpha_source="mask", cache_dir=cache)
     assert {k: len(v) for k, v in ds.items()} == {"train": 2, "testA": 1}
     _check_pairing(ds["train"])
     rows = {r["instance_id"]: r for r in ds["train"]}
     assert rows["1"]["texts"] == ["ref 1 sentence 0", "ref 1 sentence 1"]
-    assert (
-        abs(image_code(rows["1"]["image"]) - 50) <= 2 and rows["1"]["image_id"] == "9"
-    )
+    assert abs(image_code(rows["1"]["image"]) - 50) <= 2 and rows["1"]["image_id"] == "9"
     polygon = np.asarray(rows["1"]["alpha"]) > 0
-    assert (
-        polygon[2:10, 2:10].all() and polygon.sum() <= 81
-    )  # the square polygon (PIL fills its outline too)
-    np.testing.assert_array_equal(
-        np.asarray(rows["2"]["alpha"]) > 0, fixture["rle_mask"] > 0
-    )  # compressed RLE
+    assert polygon[2:10, 2:10].all() and polygon.sum() <= 81  # the square polygon (PIL fills its outline too)
+    np.testing.assert_array_equal(np.asarray(rows["2"]["alpha"]) > 0, fixture["rle_mask"] > 0)  # compressed RLE
     assert (np.asarray(ds["testA"][0]["alpha"]) > 0).sum() == 16  # uncompressed RLE
     meta = json.loads(rows["2"]["meta"])
     assert meta["category"] == "dog" and meta["ann_id"] == 102
@@ -278,9 +250,7 @@ def test_refcoco_masks_and_pseudo_alphas(tmp_path, cache):
 def test_refcoco_layout_errors(tmp_path, cache):
     make_refcoco(tmp_path)
     (tmp_path / "refcoco" / "refs(unc).p").write_bytes(b"not a pickle")
-    with pytest.raises(
-        DatasetLayoutError, match=r"could not read the refs pickle .*refs\(unc\)\.p"
-    ):
+    with pytest.raises(DatasetLayoutError, match=r"could not read the refs pickle .*refs\(unc\)\.p"):
         load_refcoco(tmp_path, alpha_source="mask", cache_dir=cache)
     make_refcoco(tmp_path)
     shutil.rmtree(tmp_path / "images")

@@ -30,9 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(
-        name, ROOT / "training" / f"{name}.py"
-    )
+    spec = importlib.util.spec_from_file_location(name, ROOT / "training" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -55,9 +53,7 @@ WORDS += ["image.", "answer:", "a", "red", "ball", "cat", "dog", "is", "on", "gr
 
 @pytest.fixture(scope="module")
 def tiny_blip2(tmp_path_factory):
-    tok = Tokenizer(
-        models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>")
-    )
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -75,9 +71,7 @@ def tiny_blip2(tmp_path_factory):
     layer = dict(intermediate_size=37, num_hidden_layers=1, num_attention_heads=2)
     config = Blip2Config(
         vision_config=dict(hidden_size=32, image_size=32, patch_size=16, **layer),
-        qformer_config=dict(
-            hidden_size=32, encoder_hidden_size=32, vocab_size=99, **layer
-        ),
+        qformer_config=dict(hidden_size=32, encoder_hidden_size=32, vocab_size=99, **layer),
         text_config=dict(
             model_type="opt",
             vocab_size=len(tokenizer),
@@ -136,12 +130,8 @@ def test_caption_images_strips_the_prompt_and_is_deterministic(tiny_blip2):
     prompt = "question: describe the appearance of the object in the image. answer:"
     images = [Image.fromarray(np.full((20, 30, 3), v, np.uint8)) for v in (0, 255)]
     first = caption.caption_images(images, model, processor, prompt, max_new_tokens=4)
-    assert first == caption.caption_images(
-        images, model, processor, prompt, max_new_tokens=4
-    )
-    assert len(first) == 2 and all(
-        isinstance(c, str) and "question:" not in c for c in first
-    )
+    assert first == caption.caption_images(images, model, processor, prompt, max_new_tokens=4)
+    assert len(first) == 2 and all(isinstance(c, str) and "question:" not in c for c in first)
     assert all(len(c.split()) <= 4 for c in first)
 
 
@@ -197,9 +187,7 @@ def test_pseudo_alpha_keeps_known_regions_and_feeds_the_loader(tmp_path, tiny_vi
     _, model, processor = tiny_vitmatte
     script = _script("make_refcoco_alpha")
     fixture = make_refcoco(tmp_path)
-    counts = script.make_pseudo_alphas(
-        tmp_path, model, processor, splits=("train",), kernel_size=3
-    )
+    counts = script.make_pseudo_alphas(tmp_path, model, processor, splits=("train",), kernel_size=3)
     assert counts == {"written": 2, "kept": 0}
     ann = next(a for a in fixture["instances"]["annotations"] if a["id"] == 102)
     mask = segmentation_to_mask(ann["segmentation"], 16, 24)
@@ -207,9 +195,7 @@ def test_pseudo_alpha_keeps_known_regions_and_feeds_the_loader(tmp_path, tiny_vi
     alpha = np.asarray(Image.open(tmp_path / "refcoco" / "pseudo_alpha" / "102.png"))
     assert alpha.shape == (16, 24)
     assert (alpha[trimap == 255] == 255).all() and (alpha[trimap == 0] == 0).all()
-    assert (
-        (alpha[trimap == 128] > 0) & (alpha[trimap == 128] < 255)
-    ).any()  # the model fills the band
+    assert ((alpha[trimap == 128] > 0) & (alpha[trimap == 128] < 255)).any()  # the model fills the band
     ds = load_refcoco(tmp_path, cache_dir=str(tmp_path / "cache"))
     assert len(ds["train"]) == 2
     assert script.make_pseudo_alphas(tmp_path, model, processor, kernel_size=3) == {

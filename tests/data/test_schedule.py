@@ -48,10 +48,7 @@ def test_fallbacks():
     no_rm1k = DataSchedule(["refmatte", "refcoco", "p3m10k", "am2k"]).sources(0, 500)
     assert set(no_rm1k[4::5]) == {"p3m10k", "am2k"}
     # no special set: plain alternation
-    assert (
-        DataSchedule(["refmatte", "refcoco"]).sources(0, 6)
-        == ["refmatte", "refcoco"] * 3
-    )
+    assert DataSchedule(["refmatte", "refcoco"]).sources(0, 6) == ["refmatte", "refcoco"] * 3
     # RefCOCO missing: its iterations use RefMatte; the special iteration stays
     only_refmatte = DataSchedule(["refmatte", "am2k"]).sources(0, 10)
     assert only_refmatte == ["refmatte"] * 4 + ["am2k"] + ["refmatte"] * 4 + ["am2k"]
@@ -101,11 +98,7 @@ def test_sampler_batches_follow_schedule_and_cover_each_source():
 
 def test_sampler_resumes_exactly():
     full = list(ScheduledBatchSampler(_lengths(), batch_size=3, num_steps=30, seed=4))
-    resumed = list(
-        ScheduledBatchSampler(
-            _lengths(), batch_size=3, num_steps=30, start_step=17, seed=4
-        )
-    )
+    resumed = list(ScheduledBatchSampler(_lengths(), batch_size=3, num_steps=30, start_step=17, seed=4))
     assert resumed == full[17:]
     endless = ScheduledBatchSampler(_lengths(), batch_size=1)
     with pytest.raises(TypeError):
@@ -116,24 +109,18 @@ def test_sampler_resumes_exactly():
         ScheduledBatchSampler(_lengths(), batch_size=0)
     with pytest.raises(ValueError, match="no rows"):
         ScheduledBatchSampler({"refmatte": 0}, batch_size=1)
-    bad = ScheduledBatchSampler(
-        {"refmatte": 2}, batch_size=1, schedule=DataSchedule(["refcoco"]), num_steps=1
-    )
+    bad = ScheduledBatchSampler({"refmatte": 2}, batch_size=1, schedule=DataSchedule(["refcoco"]), num_steps=1)
     with pytest.raises(ValueError, match="not in lengths"):
         list(bad)
 
 
 def test_multi_source_dataset_with_dataloader():
     sets = {
-        name: datasets.Dataset.from_dict(
-            {"source": [name] * n, "local": list(range(n))}
-        )
+        name: datasets.Dataset.from_dict({"source": [name] * n, "local": list(range(n))})
         for name, n in _lengths().items()
     }
     data = MultiSourceDataset(sets, transform=lambda row: (row["source"], row["local"]))
-    assert (
-        len(data) == 15 and data.locate(7) == ("refcoco", 0) and data[14] == ("am2k", 2)
-    )
+    assert len(data) == 15 and data.locate(7) == ("refcoco", 0) and data[14] == ("am2k", 2)
     with pytest.raises(IndexError):
         data.locate(15)
     sampler = ScheduledBatchSampler(data.lengths, batch_size=2, num_steps=10)

@@ -7,10 +7,8 @@ import numpy as np
 import pytest
 
 from diffusers_matte.data.common import MATTING_FEATURES
-from diffusers_matte.data.transforms import TrainingTransform
 from diffusers_matte.data.synthetic import (
     CATEGORIES,
-    SOLID_SHAPES,
     TEXT_TYPES,
     THIN_THINGS,
     TRANSPARENT_THINGS,
@@ -20,6 +18,7 @@ from diffusers_matte.data.synthetic import (
     main,
     scene_rows,
 )
+from diffusers_matte.data.transforms import TrainingTransform
 
 SIZE = 128
 
@@ -47,7 +46,6 @@ def test_every_instance_has_four_distinct_typed_expressions(scenes):
             assert all(t.strip() for t in inst.texts)
             assert inst.category in inst.texts[0]
         # within an image no two instances share an expression: each text picks one instance
-        texts = [t for inst in scene.instances for t in inst.texts]
         per_type = list(zip(*[inst.texts for inst in scene.instances]))
         for same_type in per_type:
             assert len(set(same_type)) == len(same_type), same_type
@@ -67,31 +65,22 @@ def test_set_contains_the_hard_cases(scenes):
     instances = [inst for scene in scenes for inst in scene.instances]
     categories = {inst.category for inst in instances}
     assert categories & set(THIN_THINGS) and categories & set(TRANSPARENT_THINGS)
-    soft_share = [
-        ((i.alpha > 0.02) & (i.alpha < 0.98)).sum() / max((i.alpha > 0.02).sum(), 1)
-        for i in instances
-    ]
+    soft_share = [((i.alpha > 0.02) & (i.alpha < 0.98)).sum() / max((i.alpha > 0.02).sum(), 1) for i in instances]
     # semi-transparent and thin things are mostly fractional alpha; the set as a whole has much of it
     assert np.mean(soft_share) > 0.2
     for inst, share in zip(instances, soft_share):
         if inst.category in ("smoke", "bubble", "veil", "glass", "net", "dandelion"):
             assert share > 0.3, (inst.category, share)
     # look-alike distractors: images holding two instances of one category
-    with_twins = [
-        s for s in scenes if len({i.category for i in s.instances}) < len(s.instances)
-    ]
+    with_twins = [s for s in scenes if len({i.category for i in s.instances}) < len(s.instances)]
     assert len(with_twins) >= 5
-    assert any(i.blurry for i in instances) and any(
-        i.material == "transparent" for i in instances
-    )
+    assert any(i.blurry for i in instances) and any(i.material == "transparent" for i in instances)
 
 
 def test_all_categories_render():
     seen = set()
     for i in range(150):
-        seen |= {
-            inst.category for inst in generate_scene([3, 0, i], size=SIZE).instances
-        }
+        seen |= {inst.category for inst in generate_scene([3, 0, i], size=SIZE).instances}
         if seen == set(CATEGORIES):
             break
     assert seen == set(CATEGORIES)
@@ -99,11 +88,7 @@ def test_all_categories_render():
 
 def test_fractal_noise_range_and_shape():
     noise = fractal_noise(np.random.default_rng(0), 20, 30)
-    assert (
-        noise.shape == (20, 30)
-        and noise.min() == 0.0
-        and noise.max() == pytest.approx(1.0)
-    )
+    assert noise.shape == (20, 30) and noise.min() == 0.0 and noise.max() == pytest.approx(1.0)
 
 
 def test_scene_rows_follow_schema():
@@ -117,28 +102,20 @@ def test_scene_rows_follow_schema():
 
 
 def test_builder_splits_features_and_cache(tmp_path):
-    ds = load_synthetic_matting(
-        num_train=3, num_test=2, seed=1, image_size=96, cache_dir=str(tmp_path)
-    )
+    ds = load_synthetic_matting(num_train=3, num_test=2, seed=1, image_size=96, cache_dir=str(tmp_path))
     assert set(ds) == {"train", "test"}
     assert ds["train"].features == MATTING_FEATURES
-    assert (
-        len(set(ds["train"]["image_id"])) == 3 and len(set(ds["test"]["image_id"])) == 2
-    )
+    assert len(set(ds["train"]["image_id"])) == 3 and len(set(ds["test"]["image_id"])) == 2
     row = ds["test"][0]
     assert row["image"].size == (96, 96) and row["alpha"].mode == "L"
     assert len(row["texts"]) == 4
     # train and test images differ; a second call with the same parameters reads the cache
     assert ds["train"][0]["image_id"] != row["image_id"]
-    again = load_synthetic_matting(
-        num_train=3, num_test=2, seed=1, image_size=96, cache_dir=str(tmp_path)
-    )
+    again = load_synthetic_matting(num_train=3, num_test=2, seed=1, image_size=96, cache_dir=str(tmp_path))
     assert again["test"][0]["texts"] == row["texts"]
     # rows feed the training transform directly
     tensors = TrainingTransform(resolution=64, alpha_factors=(16,), seed=0)(row)
-    assert tensors["pixel_values"].shape == (3, 64, 64) and tensors[
-        "region_map"
-    ].shape == (8, 8)
+    assert tensors["pixel_values"].shape == (3, 64, 64) and tensors["region_map"].shape == (8, 8)
     assert tensors["text"] in row["texts"] and tensors["source"] == "synthetic"
     with pytest.raises(ValueError, match="num_train"):
         load_synthetic_matting(num_train=-1)
@@ -160,10 +137,7 @@ def test_command_line_writes_a_loadable_set(tmp_path, capsys):
     ]
     main(args + ["--cache_dir", str(tmp_path / "cache")])
     loaded = datasets.load_from_disk(str(out))
-    assert (
-        len(set(loaded["train"]["image_id"])) == 2
-        and len(set(loaded["test"]["image_id"])) == 1
-    )
+    assert len(set(loaded["train"]["image_id"])) == 2 and len(set(loaded["test"]["image_id"])) == 1
     assert "load_from_disk" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="overwrite"):
         main(args)
@@ -171,9 +145,7 @@ def test_command_line_writes_a_loadable_set(tmp_path, capsys):
 
 def test_image_format_option():
     png = scene_rows(0, "train", 1, size=SIZE)[0]["image"]["bytes"]
-    jpeg = scene_rows(0, "train", 1, size=SIZE, image_format="jpeg")[0]["image"][
-        "bytes"
-    ]
+    jpeg = scene_rows(0, "train", 1, size=SIZE, image_format="jpeg")[0]["image"]["bytes"]
     assert png[:4] == b"\x89PNG" and jpeg[:2] == b"\xff\xd8" and len(jpeg) < len(png)
     with pytest.raises(ValueError, match="image_format"):
         scene_rows(0, "train", 1, size=SIZE, image_format="gif")
@@ -185,11 +157,7 @@ def test_contact_sheet_script(tmp_path):
     import importlib.util
     from pathlib import Path
 
-    path = (
-        Path(__file__).resolve().parents[2]
-        / "examples"
-        / "make_synthetic_contact_sheet.py"
-    )
+    path = Path(__file__).resolve().parents[2] / "examples" / "make_synthetic_contact_sheet.py"
     spec = importlib.util.spec_from_file_location("contact_sheet", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -197,9 +165,7 @@ def test_contact_sheet_script(tmp_path):
     assert scenes[0] is not scenes[1]
     sheet = module.draw_sheet(scenes, size=64)
     assert sheet.size == (5 * 64, 28 + 2 * (64 + module.TEXT_HEIGHT))
-    out = module.main(
-        ["--output", str(tmp_path / "s.png"), "--num_scenes", "1", "--image_size", "64"]
-    )
+    out = module.main(["--output", str(tmp_path / "s.png"), "--num_scenes", "1", "--image_size", "64"])
     assert out.is_file()
 
 
@@ -215,9 +181,10 @@ def test_scene_layout_sets_size_count_and_thin_share():
         return [generate_scene([4, 0, i], size=64, layout=layout) for i in range(30)]
 
     default, large = scenes(SceneLayout()), scenes(SceneLayout(3, 2.6, 0.0))
-    mean_area = lambda ss: np.mean(
-        [(i.alpha > 0).mean() for s in ss for i in s.instances]
-    )
+
+    def mean_area(ss):
+        return np.mean([(i.alpha > 0).mean() for s in ss for i in s.instances])
+
     assert mean_area(large) > 3 * mean_area(default)
     assert all(2 <= len(s.instances) <= 3 for s in large)
     assert not {i.category for s in large for i in s.instances} & set(THIN_THINGS)
@@ -229,9 +196,7 @@ def test_scene_layout_sets_size_count_and_thin_share():
 def test_middle_names_only_the_middle_row(scenes):
     for scene in scenes:
         for inst in scene.instances:
-            for text in inst.texts[
-                :2
-            ]:  # keyword and attributes name the instance itself
+            for text in inst.texts[:2]:  # keyword and attributes name the instance itself
                 if " middle " in f" {text} ":
                     assert inst.cell[1] == 1, (text, inst.cell)
 
@@ -240,9 +205,7 @@ def test_paraphrase_varies_wording_and_keeps_expressions_unique():
     from diffusers_matte.data.synthetic import SceneLayout, paraphrase
 
     rng = np.random.default_rng(0)
-    variants = {
-        paraphrase("the top ball to the left of the gray box", rng) for _ in range(60)
-    }
+    variants = {paraphrase("the top ball to the left of the gray box", rng) for _ in range(60)}
     assert "the upper sphere left of the grey cube" in variants
     assert "the top ball to the left of the gray box" in variants
     assert all("upper of" not in v and "lower of" not in v for v in variants)
@@ -258,8 +221,9 @@ def test_layout_is_part_of_the_cache_key(tmp_path):
 
     cache = str(tmp_path / "cache")
     small = load_synthetic_matting(2, 0, image_size=64, cache_dir=cache)["train"]
-    large = load_synthetic_matting(
-        2, 0, image_size=64, cache_dir=cache, layout=SceneLayout(3, 2.6, 1 / 3)
-    )["train"]
-    area = lambda rows: np.mean([(np.asarray(a) > 0).mean() for a in rows["alpha"]])
+    large = load_synthetic_matting(2, 0, image_size=64, cache_dir=cache, layout=SceneLayout(3, 2.6, 1 / 3))["train"]
+
+    def area(rows):
+        return np.mean([(np.asarray(a) > 0).mean() for a in rows["alpha"]])
+
     assert area(large) > 2 * area(small)

@@ -102,9 +102,7 @@ def test_masks_are_complements_and_one_hot_matches():
 
 def test_downsample_alpha_preserves_coverage_of_thin_lines():
     alpha = torch.zeros(1, 64, 64)
-    alpha[:, :, 3::8] = (
-        1.0  # one-pixel lines every 8 px: a naive bilinear sample would miss every one
-    )
+    alpha[:, :, 3::8] = 1.0  # one-pixel lines every 8 px: a naive bilinear sample would miss every one
     low = downsample_alpha(alpha, 8)
     assert low.shape == (1, 8, 8)
     assert torch.allclose(low.mean(), alpha.mean(), atol=0.02)
@@ -137,11 +135,7 @@ def test_trimap_from_mask_has_unknown_band_on_boundary_only():
 def _row(size=(96, 80), seed=0):
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-    alpha = np.asarray(
-        Image.fromarray((_disk_alpha(128, 40, soft=6) * 255).astype(np.uint8)).resize(
-            size
-        )
-    )
+    alpha = np.asarray(Image.fromarray((_disk_alpha(128, 40, soft=6) * 255).astype(np.uint8)).resize(size))
     buf = io.BytesIO()
     Image.fromarray(alpha).save(buf, format="PNG")
     return {
@@ -153,9 +147,7 @@ def _row(size=(96, 80), seed=0):
 
 
 def test_training_transform_shapes_ranges_and_consistency():
-    transform = TrainingTransform(
-        resolution=64, alpha_factors=(16, 32), kernel_size=5, seed=0
-    )
+    transform = TrainingTransform(resolution=64, alpha_factors=(16, 32), kernel_size=5, seed=0)
     out = transform(_row())
     assert out["pixel_values"].shape == (3, 64, 64)
     assert -1.0 <= out["pixel_values"].min() and out["pixel_values"].max() <= 1.0
@@ -166,9 +158,7 @@ def test_training_transform_shapes_ranges_and_consistency():
         2,
     )
     assert out["region_map"].dtype == torch.int64 and out["region_map"].shape == (8, 8)
-    torch.testing.assert_close(
-        out["mask"] + out["transparent_mask"], torch.ones(1, 8, 8)
-    )
+    torch.testing.assert_close(out["mask"] + out["transparent_mask"], torch.ones(1, 8, 8))
     # foreground cells of the region map are where the low-res alpha is (almost) one
     fg = out["region_map"] == REGION_FOREGROUND
     assert fg.any() and (out["alpha_lr"][0][fg] > 0.95).all()
@@ -177,13 +167,14 @@ def test_training_transform_shapes_ranges_and_consistency():
 
 def test_training_transform_text_choice_is_seeded_and_reseedable():
     row = _row()
-    picks = lambda t: [t(row)["text"] for _ in range(12)]
+
+    def picks(t):
+        return [t(row)["text"] for _ in range(12)]
+
     assert picks(TrainingTransform(resolution=32, alpha_factors=(), seed=3)) == picks(
         TrainingTransform(resolution=32, alpha_factors=(), seed=3)
     )
-    assert (
-        len(set(picks(TrainingTransform(resolution=32, alpha_factors=(), seed=3)))) > 1
-    )
+    assert len(set(picks(TrainingTransform(resolution=32, alpha_factors=(), seed=3)))) > 1
     first = TrainingTransform(resolution=32, alpha_factors=(), text_choice="first")
     assert picks(first) == ["a"] * 12
     t = TrainingTransform(resolution=32, alpha_factors=(), seed=3)

@@ -98,9 +98,7 @@ def test_untrained_decoder_returns_the_up_sampled_coarse_alpha():
     inputs = _inputs()
     with torch.no_grad():
         alpha = decoder(**inputs).alpha
-    expected = torch.nn.functional.interpolate(
-        inputs["coarse_alpha"], size=alpha.shape[-2:], mode="bilinear"
-    )
+    expected = torch.nn.functional.interpolate(inputs["coarse_alpha"], size=alpha.shape[-2:], mode="bilinear")
     torch.testing.assert_close(alpha, expected, rtol=0, atol=1e-6)
 
 
@@ -118,8 +116,6 @@ def test_direct_prediction_starts_from_an_ordinary_head():
     inputs = _inputs()
     with torch.no_grad():
         alpha = decoder(**inputs).alpha
-    coarse = torch.nn.functional.interpolate(
-        inputs["coarse_alpha"], size=alpha.shape[-2:], mode="bilinear"
-    )
+    coarse = torch.nn.functional.interpolate(inputs["coarse_alpha"], size=alpha.shape[-2:], mode="bilinear")
     assert decoder.head[-1].weight.abs().sum() > 0
     assert not torch.allclose(alpha, coarse, atol=1e-2)

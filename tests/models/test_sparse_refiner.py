@@ -22,18 +22,14 @@ needs_spconv = pytest.mark.skipif(
 def _refiner(random_weights=True, **overrides):
     torch.manual_seed(0)
     refiner = SparseMatteRefiner(**{**TINY, **overrides}).eval()
-    if (
-        random_weights
-    ):  # the last layers start at zero; give every layer weights that change the output
+    if random_weights:  # the last layers start at zero; give every layer weights that change the output
         with torch.no_grad():
             for p in refiner.parameters():
                 p.normal_(0.0, 0.3)
     return refiner
 
 
-def _inputs(
-    height=45, width=38, low=(12, 10), context_size=None, batch=2, seed=0, sharpness=4.0
-):
+def _inputs(height=45, width=38, low=(12, 10), context_size=None, batch=2, seed=0, sharpness=4.0):
     """A soft disc (a band of uncertain pixels) in item 0, random alpha (mostly uncertain) in item 1."""
     g = torch.Generator().manual_seed(seed)
     ys = torch.linspace(-1, 1, low[0])[:, None]
@@ -44,9 +40,7 @@ def _inputs(
     return {
         "pixel_values": torch.rand(batch, 3, height, width, generator=g) * 2 - 1,
         "alpha": alpha,
-        "context": torch.randn(
-            batch, TINY["context_channels"], *context_size, generator=g
-        ),
+        "context": torch.randn(batch, TINY["context_channels"], *context_size, generator=g),
     }
 
 
@@ -97,9 +91,7 @@ def test_torch_path_matches_dense_reference(context_size):
         dense = refiner(**inputs, backend="dense")
         sparse = refiner(**inputs, backend="torch")
     assert sparse.num_active == dense.num_active
-    assert (
-        dense.alpha - _bilinear_chain(inputs["alpha"], dense.sizes)
-    ).abs().max() > 0.05
+    assert (dense.alpha - _bilinear_chain(inputs["alpha"], dense.sizes)).abs().max() > 0.05
     torch.testing.assert_close(sparse.alpha, dense.alpha, atol=1e-5, rtol=0)
 
 
@@ -150,9 +142,7 @@ def test_gradients_match_dense_reference():
         target = torch.rand(2, 1, 45, 38, generator=torch.Generator().manual_seed(1))
         loss = (refiner(**inputs, backend=backend).alpha - target).abs().mean()
         loss.backward()
-        grads[backend] = [p.grad for p in refiner.parameters()] + [
-            inputs["context"].grad
-        ]
+        grads[backend] = [p.grad for p in refiner.parameters()] + [inputs["context"].grad]
     assert all(g.abs().sum() > 0 for g in grads["torch"])
     for dense, sparse in zip(grads["dense"], grads["torch"]):
         torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=1e-4)
@@ -173,9 +163,7 @@ class _LargestOutput(TorchDispatchMode):
         return out
 
 
-@pytest.mark.parametrize(
-    "backend", ["torch", pytest.param("spconv", marks=needs_spconv)]
-)
+@pytest.mark.parametrize("backend", ["torch", pytest.param("spconv", marks=needs_spconv)])
 def test_sparse_memory_does_not_grow_with_channels_times_area(backend):
     # A 256x256 image with a thin uncertain band: the sparse paths never build a (C, H, W) map, the largest
     # tensor is a one-channel map (alpha) or the image itself; the dense reference builds (1 + C + 3, H, W).
@@ -205,9 +193,7 @@ def test_spconv_matches_torch_path():
     assert with_torch.num_active[-1] > 2000
     for with_spconv in runs:
         assert with_spconv.num_active == with_torch.num_active
-        torch.testing.assert_close(
-            with_spconv.alpha, with_torch.alpha, atol=1e-5, rtol=0
-        )
+        torch.testing.assert_close(with_spconv.alpha, with_torch.alpha, atol=1e-5, rtol=0)
 
 
 def test_auto_prefers_spconv_where_it_can_run(monkeypatch):
@@ -217,21 +203,10 @@ def test_auto_prefers_spconv_where_it_can_run(monkeypatch):
         lambda device_type="cpu": device_type in ("cpu", "cuda"),
     )
     refiner = _refiner()
-    assert (
-        refiner.resolve_backend("auto", torch.device("cuda"), needs_grad=True)
-        == "spconv"
-    )
-    assert (
-        refiner.resolve_backend("auto", torch.device("cpu"), needs_grad=False)
-        == "spconv"
-    )
-    assert (
-        refiner.resolve_backend("auto", torch.device("cpu"), needs_grad=True) == "torch"
-    )
-    assert (
-        refiner.resolve_backend("auto", torch.device("mps"), needs_grad=False)
-        == "torch"
-    )
+    assert refiner.resolve_backend("auto", torch.device("cuda"), needs_grad=True) == "spconv"
+    assert refiner.resolve_backend("auto", torch.device("cpu"), needs_grad=False) == "spconv"
+    assert refiner.resolve_backend("auto", torch.device("cpu"), needs_grad=True) == "torch"
+    assert refiner.resolve_backend("auto", torch.device("mps"), needs_grad=False) == "torch"
     with pytest.raises(RuntimeError, match="no backward"):
         refiner.resolve_backend("spconv", torch.device("cpu"), needs_grad=True)
 
@@ -265,9 +240,7 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_return_tuple():
-    alpha, num_active, sizes = _refiner()(
-        **_inputs(), backend="torch", return_dict=False
-    )
+    alpha, num_active, sizes = _refiner()(**_inputs(), backend="torch", return_dict=False)
     assert alpha.shape == (2, 1, 45, 38) and len(num_active) == len(sizes) == 2
 
 
@@ -305,9 +278,7 @@ def test_bad_chunk_size_raises():
 
 
 def test_forward_refuses_spconv_training_on_cpu(monkeypatch):
-    monkeypatch.setattr(
-        sr, "is_spconv_available", lambda device_type="cpu": device_type == "cpu"
-    )
+    monkeypatch.setattr(sr, "is_spconv_available", lambda device_type="cpu": device_type == "cpu")
     refiner = _refiner()  # parameters require gradients and grad mode is on
     with pytest.raises(RuntimeError, match="backend='torch'"):
         refiner(**_inputs(), backend="spconv")

@@ -16,11 +16,7 @@ def _adapter(**kwargs):
 
 def test_default_config_matches_clip_adapter():
     adapter = TextAdapter()
-    assert (
-        adapter.config.ratio == 0.2
-        and adapter.config.reduction == 4
-        and adapter.config.embed_dim == 1024
-    )
+    assert adapter.config.ratio == 0.2 and adapter.config.reduction == 4 and adapter.config.embed_dim == 1024
     linears = [m for m in adapter.mlp if isinstance(m, torch.nn.Linear)]
     assert [tuple(m.weight.shape) for m in linears] == [(256, 1024), (1024, 256)]
 

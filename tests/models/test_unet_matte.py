@@ -25,17 +25,13 @@ def make_inputs(batch=2, height=16, width=16, tokens=5, seed=0):
 
 def make_teacher(seed=0, **overrides):
     torch.manual_seed(seed)
-    return MatteUNet2DConditionModel(
-        **get_dummy_unet_init_dict(prediction_head="region", **overrides)
-    ).eval()
+    return MatteUNet2DConditionModel(**get_dummy_unet_init_dict(prediction_head="region", **overrides)).eval()
 
 
 def make_student(seed=0, teacher_overrides=None, **overrides):
     teacher = make_teacher(seed, **(teacher_overrides or {}))
     torch.manual_seed(seed + 1)
-    return MatteUNet2DConditionModel.from_teacher(
-        teacher, "tiny", **{**STUDENT, **overrides}
-    ).eval()
+    return MatteUNet2DConditionModel.from_teacher(teacher, "tiny", **{**STUDENT, **overrides}).eval()
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +45,7 @@ def student():
 
 @pytest.mark.parametrize("head,channels", [("latent", 4), ("region", 3), ("matte", 2)])
 def test_head_output_shapes(head, channels):
-    unet = MatteUNet2DConditionModel(
-        **get_dummy_unet_init_dict(prediction_head=head)
-    ).eval()
+    unet = MatteUNet2DConditionModel(**get_dummy_unet_init_dict(prediction_head=head)).eval()
     latents, text = make_inputs()
     with torch.no_grad():
         sample = unet(latents, 0, text).sample
@@ -68,9 +62,7 @@ def test_matte_head_alpha_in_unit_interval_and_predict_fields(student):
     assert pred.coarse_alpha.min() >= 0 and pred.coarse_alpha.max() <= 1
     assert pred.region_logits is None and pred.latent is None
     assert pred.features.shape == (2, student.config.block_out_channels[0], 16, 16)
-    torch.testing.assert_close(
-        torch.cat([pred.coarse_alpha, pred.transparency_logits], 1), sample
-    )
+    torch.testing.assert_close(torch.cat([pred.coarse_alpha, pred.transparency_logits], 1), sample)
 
 
 def test_predict_without_features_returns_none(student):
@@ -93,13 +85,9 @@ def test_invalid_config_errors():
     with pytest.raises(ValueError, match="prediction_head"):
         MatteUNet2DConditionModel(**get_dummy_unet_init_dict(prediction_head="depth"))
     with pytest.raises(ValueError, match="one factor per resolution level"):
-        MatteUNet2DConditionModel(
-            **get_dummy_unet_init_dict(self_attention_kv_downsample=(2, 2))
-        )
+        MatteUNet2DConditionModel(**get_dummy_unet_init_dict(self_attention_kv_downsample=(2, 2)))
     with pytest.raises(ValueError, match="must be -1, 1 or k > 1"):
-        MatteUNet2DConditionModel(
-            **get_dummy_unet_init_dict(self_attention_kv_downsample=(0, 1, 1, 1))
-        )
+        MatteUNet2DConditionModel(**get_dummy_unet_init_dict(self_attention_kv_downsample=(0, 1, 1, 1)))
 
 
 def test_determinism(student):
@@ -130,14 +118,10 @@ def test_save_load_round_trip(student, tmp_path):
     assert loaded.config.self_attention_kv_downsample == [-1, 2, 2]
     assert loaded.config.prediction_head == "matte"
     assert set(loaded.state_dict()) == set(student.state_dict())
-    assert any(
-        k.endswith("attn1.processor.kv_down.weight") for k in loaded.state_dict()
-    )
+    assert any(k.endswith("attn1.processor.kv_down.weight") for k in loaded.state_dict())
     latents, text = make_inputs()
     with torch.no_grad():
-        torch.testing.assert_close(
-            loaded(latents, 0, text).sample, student(latents, 0, text).sample
-        )
+        torch.testing.assert_close(loaded(latents, 0, text).sample, student(latents, 0, text).sample)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -160,9 +144,7 @@ def test_loads_plain_sd_unet_checkpoint_with_new_head(tmp_path):
     torch.manual_seed(0)
     plain = UNet2DConditionModel(**get_dummy_unet_init_dict())
     plain.save_pretrained(tmp_path)
-    teacher = MatteUNet2DConditionModel.from_pretrained(
-        tmp_path, prediction_head="region"
-    )
+    teacher = MatteUNet2DConditionModel.from_pretrained(tmp_path, prediction_head="region")
     assert teacher.config.out_channels == 3
     assert not any(p.is_meta for p in teacher.parameters())
     latents, text = make_inputs()
@@ -176,11 +158,7 @@ def test_loads_plain_sd_unet_checkpoint_with_new_head(tmp_path):
 
 
 def test_removed_and_downsampled_layers_follow_levels(student):
-    blocks = {
-        name: module
-        for name, module in student.named_modules()
-        if name.endswith("transformer_blocks.0")
-    }
+    blocks = {name: module for name, module in student.named_modules() if name.endswith("transformer_blocks.0")}
     for name, block in blocks.items():
         level = student._level_of(name)
         if level == 0:
@@ -204,9 +182,7 @@ def test_downsample_equals_strided_convolution_and_handles_odd_grids():
         grid = F.pad(grid, (0, -width % 2, 0, -height % 2), mode="replicate")
         expected = proc.kv_down(grid)
         assert size == tuple(expected.shape[-2:])
-        torch.testing.assert_close(
-            reduced, expected.flatten(2).transpose(1, 2), rtol=1e-5, atol=1e-5
-        )
+        torch.testing.assert_close(reduced, expected.flatten(2).transpose(1, 2), rtol=1e-5, atol=1e-5)
 
 
 def test_kv_downsample_initialised_as_average_pooling():
@@ -282,9 +258,7 @@ def test_attn_processors_get_set_round_trip():
 def test_capture_shapes_teacher():
     teacher = make_teacher()
     latents, text = make_inputs()
-    with torch.no_grad(), teacher.capture(
-        features=["down_blocks.1", "up_blocks.3"], attention_maps=True
-    ) as cap:
+    with torch.no_grad(), teacher.capture(features=["down_blocks.1", "up_blocks.3"], attention_maps=True) as cap:
         teacher(latents, 0, text)
     assert cap.features["down_blocks.1"].shape == (
         2,
@@ -329,9 +303,7 @@ def test_capture_matches_fast_path_and_restores_processors(student):
             explicit = student(latents, 0, text).sample
     torch.testing.assert_close(explicit, fast, rtol=1e-4, atol=1e-5)
     after = student.attn_processors
-    assert {k: type(v) for k, v in after.items()} == {
-        k: type(v) for k, v in before.items()
-    }
+    assert {k: type(v) for k, v in after.items()} == {k: type(v) for k, v in before.items()}
     assert all(getattr(p, "recorder", None) is None for p in after.values())
 
 
@@ -359,10 +331,7 @@ def test_gradients_flow_through_captured_maps(checkpointing):
     with model.capture(features=["up_blocks.0"], attention_maps=True) as cap:
         model(latents, 0, text)
         maps = cap.self_attention
-        loss = (
-            sum(m.square().sum() for m in maps.values())
-            + cap.features["up_blocks.0"].mean()
-        )
+        loss = sum(m.square().sum() for m in maps.values()) + cap.features["up_blocks.0"].mean()
         loss.backward()
     kv = [p for n, p in model.named_parameters() if "kv_down" in n]
     assert kv and all(p.grad is not None and p.grad.abs().sum() > 0 for p in kv)
@@ -380,18 +349,14 @@ def test_gradient_checkpointing_equivalence():
         latents, text = make_inputs()
         loss = model(latents, 0, text).sample.square().mean()
         loss.backward()
-        return loss.detach(), {
-            n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
-        }
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     loss, grads = loss_and_grads(False)
     loss_ckpt, grads_ckpt = loss_and_grads(True)
     torch.testing.assert_close(loss, loss_ckpt, rtol=1e-5, atol=1e-6)
     assert grads.keys() == grads_ckpt.keys()
     for name in grads:
-        torch.testing.assert_close(
-            grads[name], grads_ckpt[name], rtol=5e-5, atol=5e-5, msg=name
-        )
+        torch.testing.assert_close(grads[name], grads_ckpt[name], rtol=5e-5, atol=5e-5, msg=name)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -401,13 +366,9 @@ def test_gradient_checkpointing_equivalence():
 @pytest.mark.parametrize("variant", ["base", "small", "tiny"])
 @pytest.mark.parametrize("sd2", [False, True], ids=["sd1", "sd2"])
 def test_from_teacher_copies_every_pruned_tensor(variant, sd2):
-    overrides = (
-        dict(use_linear_projection=True, attention_head_dim=(2, 4, 4, 4)) if sd2 else {}
-    )
+    overrides = dict(use_linear_projection=True, attention_head_dim=(2, 4, 4, 4)) if sd2 else {}
     teacher = make_teacher(**overrides)
-    student, info = MatteUNet2DConditionModel.from_teacher(
-        teacher, variant, output_loading_info=True
-    )
+    student, info = MatteUNet2DConditionModel.from_teacher(teacher, variant, output_loading_info=True)
     assert info["new_keys"] == []
     assert set(info["copied_keys"]) == set(student.state_dict())
     assert student.config.layers_per_block == 1
@@ -445,18 +406,14 @@ def test_from_teacher_mapping_takes_first_and_last_up_layers():
 
 def test_from_teacher_reports_new_head_and_kv_convs():
     teacher = make_teacher()
-    _, info = MatteUNet2DConditionModel.from_teacher(
-        teacher, "tiny", output_loading_info=True, **STUDENT
-    )
+    _, info = MatteUNet2DConditionModel.from_teacher(teacher, "tiny", output_loading_info=True, **STUDENT)
     new = set(info["new_keys"])
     assert {
         "conv_out.proj.weight",
         "conv_out.proj.bias",
     } <= new  # 3 region logits -> 2 matte outputs
     assert all(k.startswith("conv_out.proj") or "kv_down" in k for k in new)
-    assert any(
-        "attn1" in k for k in info["unused_teacher_keys"]
-    )  # removed level-0 self-attention
+    assert any("attn1" in k for k in info["unused_teacher_keys"])  # removed level-0 self-attention
 
 
 def test_from_teacher_same_architecture_reproduces_teacher():
@@ -464,9 +421,7 @@ def test_from_teacher_same_architecture_reproduces_teacher():
     student = MatteUNet2DConditionModel.from_teacher(teacher, None).eval()
     latents, text = make_inputs()
     with torch.no_grad():
-        torch.testing.assert_close(
-            student(latents, 0, text).sample, teacher(latents, 0, text).sample
-        )
+        torch.testing.assert_close(student(latents, 0, text).sample, teacher(latents, 0, text).sample)
 
 
 def test_from_teacher_rejects_unknown_variant():

@@ -15,23 +15,17 @@ from diffusers_matte.pipelines.soft_grounding.image_processor import (
 
 
 def _rgb_uint8(height=20, width=30, seed=0):
-    return np.random.default_rng(seed).integers(
-        0, 256, (height, width, 3), dtype=np.uint8
-    )
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
 def test_equivalent_inputs_load_identically():
     rgb = _rgb_uint8()
     reference = load_image(rgb)
     assert reference.shape == (1, 3, 20, 30) and reference.dtype == torch.float32
-    torch.testing.assert_close(
-        reference, torch.from_numpy(rgb).permute(2, 0, 1)[None] / 255.0
-    )
+    torch.testing.assert_close(reference, torch.from_numpy(rgb).permute(2, 0, 1)[None] / 255.0)
     same = [
         PIL.Image.fromarray(rgb),
-        PIL.Image.fromarray(
-            np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])
-        ),  # RGBA: alpha dropped
+        PIL.Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])),  # RGBA: alpha dropped
         rgb.astype(np.uint16) * 257,  # 16-bit
         rgb.astype(np.float32) / 255.0,
         torch.from_numpy(rgb).permute(2, 0, 1),  # uint8 CHW
@@ -87,9 +81,7 @@ def test_load_images_splits_batches_and_keeps_sizes():
 
 def test_preprocess_keeps_aspect_pads_and_postprocess_inverts():
     processor = SoftGroundingImageProcessor(pad_multiple=16)
-    yy, xx = torch.meshgrid(
-        torch.linspace(0, 1, 20), torch.linspace(0, 1, 30), indexing="ij"
-    )
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 20), torch.linspace(0, 1, 30), indexing="ij")
     image = torch.stack([xx, yy, xx * yy])[None]
     pixels, padding, original = processor.preprocess(image, processing_resolution=40)
     assert original == (20, 30)
@@ -113,9 +105,7 @@ def test_format_output():
     assert SoftGroundingImageProcessor.format_output(maps, "pt").shape == (2, 1, 6, 4)
     pils = SoftGroundingImageProcessor.format_output(maps, "pil")
     assert pils[0].mode == "L" and pils[0].size == (4, 6)
-    mixed = SoftGroundingImageProcessor.format_output(
-        [maps[0], torch.rand(1, 1, 3, 5)], "np"
-    )
+    mixed = SoftGroundingImageProcessor.format_output([maps[0], torch.rand(1, 1, 3, 5)], "np")
     assert isinstance(mixed, list) and [m.shape for m in mixed] == [
         (6, 4, 1),
         (3, 5, 1),
@@ -126,31 +116,27 @@ def test_format_output():
 def _synthetic_composite(size=96, seed=0):
     """Smooth F and B, an alpha with a solid core, a soft rim and thin semi-transparent strands."""
     g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(
-        torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij"
-    )
-    smooth = lambda: torch.nn.functional.interpolate(
-        torch.rand(1, 3, 4, 4, generator=g), size, mode="bicubic"
-    )
-    foreground = (0.6 * smooth() + 0.2 * torch.stack([xx, yy, xx * yy])[None]).clamp(
-        0, 1
-    )
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+
+    def smooth():
+        return torch.nn.functional.interpolate(torch.rand(1, 3, 4, 4, generator=g), size, mode="bicubic")
+
+    foreground = (0.6 * smooth() + 0.2 * torch.stack([xx, yy, xx * yy])[None]).clamp(0, 1)
     background = smooth().clamp(0, 1)
     radius = ((yy - 0.5) ** 2 + (xx - 0.5) ** 2).sqrt()
     alpha = ((0.3 - radius) / 0.12).clamp(0, 1)
-    alpha = torch.maximum(
-        alpha, 0.5 * (torch.sin(xx * 60) > 0.9).float() * (yy < 0.3).float()
-    )[None, None]
+    alpha = torch.maximum(alpha, 0.5 * (torch.sin(xx * 60) > 0.9).float() * (yy < 0.3).float())[None, None]
     return alpha * foreground + (1 - alpha) * background, alpha, foreground, background
 
 
 def test_estimate_foreground_recovers_colours_better_than_the_image():
     image, alpha, foreground, background = _synthetic_composite()
     estimated_f, estimated_b = estimate_foreground(image, alpha)
-    weight = (
-        alpha * (1 - alpha) > 0.01
-    )  # where foreground and background mix, the hard part
-    error = lambda x: (x - foreground).abs()[weight.expand_as(x)].mean()
+    weight = alpha * (1 - alpha) > 0.01  # where foreground and background mix, the hard part
+
+    def error(x):
+        return (x - foreground).abs()[weight.expand_as(x)].mean()
+
     assert error(estimated_f) < 0.5 * error(image), (error(estimated_f), error(image))
     # The estimate explains the image (Eq. 1) where the alpha is not binary.
     recomposed = alpha * estimated_f + (1 - alpha) * estimated_b

@@ -40,9 +40,7 @@ def _pipe(**kwargs) -> SoftGroundingMattingPipeline:
 
 def _assert_outputs_close(a, b, atol=1e-5):
     for field in FIELDS:
-        np.testing.assert_allclose(
-            getattr(a, field), getattr(b, field), atol=atol, rtol=0, err_msg=field
-        )
+        np.testing.assert_allclose(getattr(a, field), getattr(b, field), atol=atol, rtol=0, err_msg=field)
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +61,7 @@ def test_call_signature():
 
 
 def test_components_function(pipe):
-    init = set(inspect.signature(SoftGroundingMattingPipeline.__init__).parameters) - {
-        "self"
-    }
+    init = set(inspect.signature(SoftGroundingMattingPipeline.__init__).parameters) - {"self"}
     scalars = {"default_processing_resolution"}
     assert set(pipe.components) == init - scalars
     assert pipe.config.default_processing_resolution == 512
@@ -79,14 +75,10 @@ def test_output_formats_and_ranges(pipe, reference):
         assert value.min() >= 0 and value.max() <= 1, field
     as_pt = pipe(**{**get_dummy_inputs(), "output_type": "pt"})
     assert as_pt.alpha.shape == (1, 1, 40, 56)
-    np.testing.assert_allclose(
-        as_pt.alpha.permute(0, 2, 3, 1).numpy(), reference.alpha, atol=1e-6
-    )
+    np.testing.assert_allclose(as_pt.alpha.permute(0, 2, 3, 1).numpy(), reference.alpha, atol=1e-6)
     as_pil = pipe(**{**get_dummy_inputs(), "output_type": "pil"})
     assert as_pil.alpha[0].mode == "L" and as_pil.alpha[0].size == (56, 40)
-    np.testing.assert_allclose(
-        np.asarray(as_pil.alpha[0]) / 255.0, reference.alpha[0, ..., 0], atol=1 / 255
-    )
+    np.testing.assert_allclose(np.asarray(as_pil.alpha[0]) / 255.0, reference.alpha[0, ..., 0], atol=1 / 255)
 
 
 def test_deterministic_and_dict_tuple_equivalent(pipe, reference):
@@ -121,19 +113,13 @@ def test_inference_batch_single_identical(pipe):
         get_dummy_inputs(seed=2)["image"],
     ]
     prompts = ["the cat on the left", "a dog", "the glass of water"]
-    singles = [
-        pipe(**{**inputs, "image": im, "prompt": p}) for im, p in zip(images, prompts)
-    ]
+    singles = [pipe(**{**inputs, "image": im, "prompt": p}) for im, p in zip(images, prompts)]
     for batch_size in (2, 3):
-        batched = pipe(
-            **{**inputs, "image": images, "prompt": prompts, "batch_size": batch_size}
-        )
+        batched = pipe(**{**inputs, "image": images, "prompt": prompts, "batch_size": batch_size})
         assert batched.alpha.shape == (3, 40, 56, 1)
         for i, single in enumerate(singles):
             for field in FIELDS:
-                np.testing.assert_allclose(
-                    getattr(batched, field)[i], getattr(single, field)[0], atol=1e-5
-                )
+                np.testing.assert_allclose(getattr(batched, field)[i], getattr(single, field)[0], atol=1e-5)
 
 
 def test_several_prompts_encode_the_image_once(pipe):
@@ -159,9 +145,7 @@ def test_prompt_forms(pipe):
     shared = pipe(**{**inputs, "image": [a, b], "prompt": "a dog"})
     per_image = pipe(**{**inputs, "image": [a, b], "prompt": ["a dog", "a dog"]})
     np.testing.assert_array_equal(shared.alpha, per_image.alpha)
-    nested = pipe(
-        **{**inputs, "image": [a, b], "prompt": [["a dog", "a cat"], "a dog"]}
-    )
+    nested = pipe(**{**inputs, "image": [a, b], "prompt": [["a dog", "a cat"], "a dog"]})
     assert nested.alpha.shape == (
         3,
         40,
@@ -186,11 +170,7 @@ def test_prompt_forms(pipe):
 )
 def test_bad_prompts_are_refused(pipe, prompt, error, message):
     inputs = get_dummy_inputs()
-    images = (
-        [inputs["image"], inputs["image"]]
-        if prompt not in ("", "   ", [])
-        else inputs["image"]
-    )
+    images = [inputs["image"], inputs["image"]] if prompt not in ("", "   ", []) else inputs["image"]
     with pytest.raises(error, match=message):
         pipe(**{**inputs, "image": images, "prompt": prompt})
 
@@ -213,9 +193,7 @@ def test_bad_arguments_are_refused(pipe, argument, value, message):
 def test_long_prompts_are_truncated_with_a_warning(pipe):
     inputs = get_dummy_inputs()
     words = " ".join(["the small cat"] * 40)  # well over 77 tokens
-    logger = diffusers_logging.get_logger(
-        "diffusers_matte.pipelines.soft_grounding.pipeline_soft_grounding"
-    )
+    logger = diffusers_logging.get_logger("diffusers_matte.pipelines.soft_grounding.pipeline_soft_grounding")
     records = []
     handler = logging.Handler()
     handler.emit = records.append
@@ -225,27 +203,19 @@ def test_long_prompts_are_truncated_with_a_warning(pipe):
         longer = pipe(**{**inputs, "prompt": words + " next to a dog on the grass"})
     finally:
         logger.removeHandler(handler)
-    assert any(
-        "truncated" in r.getMessage() and "window" in r.getMessage() for r in records
-    )
-    np.testing.assert_array_equal(
-        long.alpha, longer.alpha
-    )  # both cut at the same 77 tokens
+    assert any("truncated" in r.getMessage() and "window" in r.getMessage() for r in records)
+    np.testing.assert_array_equal(long.alpha, longer.alpha)  # both cut at the same 77 tokens
 
 
 def test_any_size_aspect_and_input_kind(pipe):
     rng = np.random.default_rng(0)
     wide = rng.integers(0, 256, (18, 50, 3), dtype=np.uint8)
-    tall = PIL.Image.fromarray(
-        rng.integers(0, 256, (45, 21), dtype=np.uint8)
-    )  # grayscale
+    tall = PIL.Image.fromarray(rng.integers(0, 256, (45, 21), dtype=np.uint8))  # grayscale
     rgba = PIL.Image.fromarray(rng.integers(0, 256, (33, 33, 4), dtype=np.uint8))
     out = pipe([wide, tall, rgba], "a dog", processing_resolution=32)
     assert [a.shape for a in out.alpha] == [(18, 50, 1), (45, 21, 1), (33, 33, 1)]
     # Batches join only images whose padded grids agree; the result does not depend on the grouping.
-    mixed = pipe(
-        [wide, tall, rgba, wide], "a dog", processing_resolution=32, batch_size=2
-    )
+    mixed = pipe([wide, tall, rgba, wide], "a dog", processing_resolution=32, batch_size=2)
     for i, j in ((0, 0), (1, 1), (2, 2), (3, 0)):
         np.testing.assert_allclose(mixed.alpha[i], out.alpha[j], atol=1e-5)
     single = pipe(wide, "a dog", processing_resolution=32)
@@ -276,9 +246,7 @@ def test_encode_prompt_works_in_isolation(pipe):
     with torch.no_grad():
         expected = pipe.text_adapter(pipe.text_encoder(tokens)[0])
     torch.testing.assert_close(features, expected)
-    torch.testing.assert_close(
-        pipe.encode_prompt(["a dog", "the cat on the left"], batch_size=1), expected
-    )
+    torch.testing.assert_close(pipe.encode_prompt(["a dog", "the cat on the left"], batch_size=1), expected)
 
 
 def test_save_load_local(pipe, reference, tmp_path):
@@ -295,15 +263,9 @@ def test_save_load_local(pipe, reference, tmp_path):
 def test_save_load_with_refiner_and_refiner_hook(tmp_path, monkeypatch):
     pipe = _pipe(refiner=True)
     seen = []
-    pipe.refiner.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs), with_kwargs=True
-    )
+    pipe.refiner.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs), with_kwargs=True)
     out = pipe(**get_dummy_inputs())
-    assert (
-        out.alpha.shape == (1, 40, 56, 1)
-        and out.alpha.min() >= 0
-        and out.alpha.max() <= 1
-    )
+    assert out.alpha.shape == (1, 40, 56, 1) and out.alpha.min() >= 0 and out.alpha.max() <= 1
     assert len(seen) == 1
     assert seen[0]["pixel_values"].shape == (
         1,
@@ -311,28 +273,20 @@ def test_save_load_with_refiner_and_refiner_hook(tmp_path, monkeypatch):
         40,
         56,
     )  # the image at the output size, in [-1, 1]
-    assert seen[0]["alpha"].shape == (1, 1, 23, 32) and seen[0]["context"].shape[
-        -2:
-    ] == (23, 32)
+    assert seen[0]["alpha"].shape == (1, 1, 23, 32) and seen[0]["context"].shape[-2:] == (23, 32)
     pipe.save_pretrained(tmp_path)
     # from_pretrained imports the component modules model_index.json names (diffusers needs them imported).
     monkeypatch.delitem(sys.modules, "diffusers_matte.models.sparse_refiner")
     loaded = SoftGroundingMattingPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
-    assert (
-        type(loaded.refiner).__module__ == SparseMatteRefiner.__module__ in sys.modules
-    )
+    assert type(loaded.refiner).__module__ == SparseMatteRefiner.__module__ in sys.modules
     _assert_outputs_close(loaded(**get_dummy_inputs()), out, atol=1e-6)
 
 
 def test_to_dtype():
     pipe = _pipe()
     pipe.to(torch.bfloat16)
-    dtypes = {
-        name: c.dtype
-        for name, c in pipe.components.items()
-        if isinstance(c, torch.nn.Module)
-    }
+    dtypes = {name: c.dtype for name, c in pipe.components.items() if isinstance(c, torch.nn.Module)}
     assert set(dtypes.values()) == {torch.bfloat16}, dtypes
     out = pipe(**get_dummy_inputs())
     assert out.alpha.dtype == np.float32 and np.isfinite(out.alpha).all()
@@ -353,30 +307,19 @@ def test_model_cpu_offload_hooks_on_cpu():
         _assert_outputs_close(pipe(**get_dummy_inputs()), reference, atol=1e-6)
 
 
-@pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="model CPU offload needs an accelerator"
-)
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="model CPU offload needs an accelerator")
 def test_model_cpu_offload_twice():
     pipe = _pipe()
     reference = pipe(**get_dummy_inputs())
     pipe.enable_model_cpu_offload()
     for _ in range(2):
         _assert_outputs_close(pipe(**get_dummy_inputs()), reference, atol=1e-3)
-    assert all(
-        c.device.type == "cpu"
-        for c in pipe.components.values()
-        if isinstance(c, torch.nn.Module)
-    )
+    assert all(c.device.type == "cpu" for c in pipe.components.values() if isinstance(c, torch.nn.Module))
 
 
-@pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="fp16 inference needs an accelerator"
-)
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 inference needs an accelerator")
 def test_float16_on_accelerator():
     pipe = _pipe().to("cuda", torch.float16)
     out = pipe(**get_dummy_inputs())
     reference = _pipe()(**get_dummy_inputs())
-    assert (
-        np.isfinite(out.alpha).all()
-        and np.abs(out.alpha - reference.alpha).max() < 0.05
-    )
+    assert np.isfinite(out.alpha).all() and np.abs(out.alpha - reference.alpha).max() < 0.05

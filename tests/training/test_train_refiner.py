@@ -31,9 +31,7 @@ def _args(stage3, out, tmp_path):
 def test_refiner_stage_trains_and_writes_a_pipeline_with_refiner(stage3, tmp_path):
     initial, trained = {}, []
 
-    def remember(
-        module, inputs
-    ):  # the weights before the first optimiser step, and the module trained
+    def remember(module, inputs):  # the weights before the first optimiser step, and the module trained
         if isinstance(module, SparseMatteRefiner) and not trained:
             trained.append(module)
             initial.update({k: v.clone() for k, v in module.state_dict().items()})
@@ -59,15 +57,11 @@ def test_refiner_stage_trains_and_writes_a_pipeline_with_refiner(stage3, tmp_pat
     # Everything else is the frozen stage-3 pipeline.
     before = SoftGroundingMattingPipeline.from_pretrained(stage3)
     for name, value in before.matting_decoder.state_dict().items():
-        torch.testing.assert_close(
-            pipe.matting_decoder.state_dict()[name], value, rtol=0, atol=0
-        )
+        torch.testing.assert_close(pipe.matting_decoder.state_dict()[name], value, rtol=0, atol=0)
 
     calls = []
     pipe.refiner.register_forward_hook(lambda m, i, o: calls.append(o.sizes))
-    alpha = pipe(
-        torch.rand(1, 3, 64, 80), "the red ball", processing_resolution=32
-    ).alpha
+    alpha = pipe(torch.rand(1, 3, 64, 80), "the red ball", processing_resolution=32).alpha
     assert alpha.shape == (1, 64, 80, 1) and ((alpha >= 0) & (alpha <= 1)).all()
     assert calls and calls[0][-1] == (64, 80)
 
@@ -98,14 +92,8 @@ def test_trained_refiner_beats_bilinear_upsampling(stage3, tmp_path):
 
 
 def test_refiner_stage_survives_a_batch_without_uncertain_pixels(stage3, tmp_path):
-    config = (
-        tmp_path / "narrow.json"
-    )  # no alpha value falls in this band: the refiner convolves nothing
-    config.write_text(
-        json.dumps(
-            dict(hidden_channels=[4], uncertain_low=1 - 2e-7, uncertain_high=1 - 1e-7)
-        )
-    )
+    config = tmp_path / "narrow.json"  # no alpha value falls in this band: the refiner convolves nothing
+    config.write_text(json.dumps(dict(hidden_channels=[4], uncertain_low=1 - 2e-7, uncertain_high=1 - 1e-7)))
     run("train_refiner", *_args(stage3, tmp_path / "out", tmp_path), "--max_train_steps", 1,
         "--refiner_config", config)  # fmt: skip
     assert read_log(tmp_path / "out")[0]["loss"] > 0

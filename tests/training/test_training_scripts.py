@@ -35,10 +35,7 @@ def run(name, *args):
 
 
 def read_log(output_dir):
-    return [
-        json.loads(line)
-        for line in (Path(output_dir) / "train_log.jsonl").read_text().splitlines()
-    ]
+    return [json.loads(line) for line in (Path(output_dir) / "train_log.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -70,25 +67,16 @@ def student(base_model, teacher, tmp_path_factory):
 
 
 def test_teacher_stage_writes_models_and_prunes_checkpoints(teacher):
-    assert (teacher / "unet" / "config.json").exists() and (
-        teacher / "text_adapter" / "config.json"
-    ).exists()
-    assert (
-        json.loads((teacher / "unet" / "config.json").read_text())["prediction_head"]
-        == "region"
-    )
+    assert (teacher / "unet" / "config.json").exists() and (teacher / "text_adapter" / "config.json").exists()
+    assert json.loads((teacher / "unet" / "config.json").read_text())["prediction_head"] == "region"
     assert sorted(p.name for p in teacher.glob("checkpoint-*")) == ["checkpoint-2"]
     log = read_log(teacher)
-    assert [row["step"] for row in log] == [1, 2] and all(
-        row["loss"] > 0 for row in log
-    )
+    assert [row["step"] for row in log] == [1, 2] and all(row["loss"] > 0 for row in log)
 
 
 def test_distill_stage_trains_pruned_student_with_all_losses(student):
     config = json.loads((student / "unet" / "config.json").read_text())
-    assert config["prediction_head"] == "matte" and config[
-        "self_attention_kv_downsample"
-    ] == [-1, 2, 2]
+    assert config["prediction_head"] == "matte" and config["self_attention_kv_downsample"] == [-1, 2, 2]
     assert len(config["block_out_channels"]) == 3  # BK-SDM tiny
     assert (student / "projector" / "config.json").exists()
     row = read_log(student)[-1]
@@ -102,9 +90,7 @@ def test_decoder_stage_writes_a_loadable_pipeline(base_model, student, tmp_path)
         "--student_model_name_or_path", student, "--output_dir", out, "--max_train_steps", 2,
         "--decoder_config", _tiny_decoder_config(tmp_path))  # fmt: skip
     pipe = SoftGroundingMattingPipeline.from_pretrained(out)
-    result = pipe(
-        torch.rand(1, 3, 40, 56), prompt="the red ball", processing_resolution=32
-    )
+    result = pipe(torch.rand(1, 3, 40, 56), prompt="the red ball", processing_resolution=32)
     assert result.alpha.shape == (1, 40, 56, 1)
 
 
@@ -112,10 +98,7 @@ def test_no_distillation_ablation_uses_only_matte_losses(base_model, teacher, tm
     run("train_distill", "--pretrained_model_name_or_path", base_model, "--teacher_model_name_or_path", teacher,
         "--output_dir", tmp_path, "--max_train_steps", 1, "--no_distillation")  # fmt: skip
     row = read_log(tmp_path)[-1]
-    assert (
-        row["loss_sg"] == row["loss_stm"] == row["loss_ctm"] == 0
-        and row["loss_alpha_lr"] > 0
-    )
+    assert row["loss_sg"] == row["loss_stm"] == row["loss_ctm"] == 0 and row["loss_alpha_lr"] > 0
     assert not (tmp_path / "projector").exists()
 
 
@@ -216,9 +199,7 @@ def test_two_processes_under_accelerate_launch(base_model, tmp_path):
         "--teacher_model_name_or_path", str(_teacher_for_ddp(base_model, tmp_path)),
         "--output_dir", str(tmp_path / "ddp"), "--max_train_steps", "2",
     ]  # fmt: skip
-    result = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=600
-    )
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     log = read_log(tmp_path / "ddp")
     assert [row["processes"] for row in log] == [2, 2]

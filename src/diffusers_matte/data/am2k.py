@@ -49,9 +49,7 @@ class AM2k(MattingBuilder):
     def collect_rows(self, root: Path) -> Dict[str, List[Dict[str, Any]]]:
         unknown = set(self.config.splits) - set(AM2K_SPLITS)
         if unknown:
-            raise ValueError(
-                f"unknown AM-2k split(s) {sorted(unknown)}; choose from {list(AM2K_SPLITS)}"
-            )
+            raise ValueError(f"unknown AM-2k split(s) {sorted(unknown)}; choose from {list(AM2K_SPLITS)}")
         base = first_existing([root / "AM-2k", root / "AM-2K", root], "AM-2k folder")
         captions = read_captions(self.config.captions_file)
         splits = {}
@@ -65,18 +63,12 @@ class AM2k(MattingBuilder):
                 SOURCE,
                 split,
                 self.config.captions_file,
-                trimap_dir=(
-                    require_dir(folder / "trimap", "AM-2k validation trimap")
-                    if split != "train"
-                    else None
-                ),
+                trimap_dir=(require_dir(folder / "trimap", "AM-2k validation trimap") if split != "train" else None),
                 captions=captions,
             )
         if not splits:
             found = sorted(p.name for p in base.iterdir())
-            raise DatasetLayoutError(
-                f"no AM-2k split under {base}: expected train/ or validation/; found {found}"
-            )
+            raise DatasetLayoutError(f"no AM-2k split under {base}: expected train/ or validation/; found {found}")
         return splits
 
 

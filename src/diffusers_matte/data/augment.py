@@ -54,14 +54,9 @@ def box_blur(image: np.ndarray, size: int) -> np.ndarray:
     return ndimage.uniform_filter(image.astype(np.float32), size=sizes, mode="mirror")
 
 
-def add_noise(
-    image: np.ndarray, rng: np.random.Generator, sigma: float = NOISE_SIGMA
-) -> np.ndarray:
+def add_noise(image: np.ndarray, rng: np.random.Generator, sigma: float = NOISE_SIGMA) -> np.ndarray:
     """Adds i.i.d. Gaussian noise (pixel units) and clips to 0..255 (GFM wraps around instead)."""
-    noisy = (
-        image.astype(np.float32)
-        + rng.standard_normal(image.shape, dtype=np.float32) * sigma
-    )
+    noisy = image.astype(np.float32) + rng.standard_normal(image.shape, dtype=np.float32) * sigma
     return np.clip(noisy, 0, 255)
 
 
@@ -98,15 +93,11 @@ def composite_rssn(
     return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
 
-def blur_background(
-    image: np.ndarray, union_alpha: np.ndarray, size: int
-) -> np.ndarray:
+def blur_background(image: np.ndarray, union_alpha: np.ndarray, size: int) -> np.ndarray:
     """Approximate background blur of a composite: ``A * I + (1 - A) * blur(I)``, ``A`` = union of all instances."""
     a = np.clip(union_alpha.astype(np.float32), 0, 1)[..., None]
     blurred = box_blur(image, size)
-    return np.clip(
-        a * image.astype(np.float32) + (1.0 - a) * blurred + 0.5, 0, 255
-    ).astype(np.uint8)
+    return np.clip(a * image.astype(np.float32) + (1.0 - a) * blurred + 0.5, 0, 255).astype(np.uint8)
 
 
 def gfm_crop(
@@ -169,13 +160,9 @@ class CompositeAugment:
         union_alpha: Optional[np.ndarray] = None,
     ) -> Tuple[np.ndarray, np.ndarray, str]:
         if union_alpha is not None and rng.random() < self.p_blur:
-            image = blur_background(
-                image, np.maximum(union_alpha, alpha), int(rng.choice(self.blur_sizes))
-            )
+            image = blur_background(image, np.maximum(union_alpha, alpha), int(rng.choice(self.blur_sizes)))
         if rng.random() < self.p_noise:
-            image = np.clip(
-                add_noise(image, rng, self.noise_sigma) + 0.5, 0, 255
-            ).astype(np.uint8)
+            image = np.clip(add_noise(image, rng, self.noise_sigma) + 0.5, 0, 255).astype(np.uint8)
         if self.crop:
             image, alpha = gfm_crop(image, alpha, rng)
         if rng.random() < self.p_flip:

@@ -54,9 +54,7 @@ def make_row(
     texts = [str(t) for t in texts]
     text_types = list(text_types) if text_types else []
     if text_types and len(text_types) != len(texts):
-        raise ValueError(
-            f"instance {instance_id}: {len(texts)} texts but {len(text_types)} text types"
-        )
+        raise ValueError(f"instance {instance_id}: {len(texts)} texts but {len(text_types)} text types")
     return {
         "image": image,
         "alpha": alpha,
@@ -81,14 +79,8 @@ def require_file(path: Path, what: str) -> Path:
 
 def _layout_error(path: Path, expected: str):
     parent = path.parent
-    found = (
-        sorted(p.name for p in parent.iterdir())[:20]
-        if parent.is_dir()
-        else "(parent folder missing too)"
-    )
-    raise DatasetLayoutError(
-        f"expected the {expected} at {path}; found in {parent}: {found}"
-    )
+    found = sorted(p.name for p in parent.iterdir())[:20] if parent.is_dir() else "(parent folder missing too)"
+    raise DatasetLayoutError(f"expected the {expected} at {path}; found in {parent}: {found}")
 
 
 def first_existing(candidates: Iterable[Path], what: str, is_dir: bool = True) -> Path:
@@ -101,17 +93,13 @@ def first_existing(candidates: Iterable[Path], what: str, is_dir: bool = True) -
     raise DatasetLayoutError(f"could not find the {what}; tried:\n  {tried}")
 
 
-def index_by_stem(
-    folder: Path, extensions: Sequence[str] = IMAGE_EXTENSIONS
-) -> Dict[str, Path]:
+def index_by_stem(folder: Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> Dict[str, Path]:
     """Maps file stem to path for the files of ``folder`` with one of ``extensions``; duplicate stems are errors."""
     index: Dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.suffix in extensions:
             if path.stem in index:
-                raise DatasetLayoutError(
-                    f"two files share the stem {path.stem!r}: {index[path.stem]} and {path}"
-                )
+                raise DatasetLayoutError(f"two files share the stem {path.stem!r}: {index[path.stem]} and {path}")
             index[path.stem] = path
     return index
 
@@ -122,9 +110,7 @@ def read_json(path: Path, what: str) -> Any:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     except (OSError, json.JSONDecodeError) as error:
-        raise DatasetLayoutError(
-            f"could not read the {what} {path}: {error}"
-        ) from error
+        raise DatasetLayoutError(f"could not read the {what} {path}: {error}") from error
 
 
 def read_captions(path: Optional[PathLike]) -> Optional[Dict[str, List[str]]]:
@@ -133,23 +119,17 @@ def read_captions(path: Optional[PathLike]) -> Optional[Dict[str, List[str]]]:
         return None
     data = read_json(Path(path), "caption")
     if not isinstance(data, dict):
-        raise DatasetLayoutError(
-            f"caption file {path} must hold a JSON object keyed by image stem, got {type(data)}"
-        )
+        raise DatasetLayoutError(f"caption file {path} must hold a JSON object keyed by image stem, got {type(data)}")
     captions = {}
     for stem, value in data.items():
         values = [value] if isinstance(value, str) else value
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise DatasetLayoutError(
-                f"caption of {stem!r} in {path} must be a string or a list of strings"
-            )
+            raise DatasetLayoutError(f"caption of {stem!r} in {path} must be a string or a list of strings")
         captions[str(stem)] = values
     return captions
 
 
-def captions_for(
-    captions: Optional[Dict[str, List[str]]], stem: str, path: Optional[PathLike]
-) -> List[str]:
+def captions_for(captions: Optional[Dict[str, List[str]]], stem: str, path: Optional[PathLike]) -> List[str]:
     if captions is None:
         return []
     if stem not in captions:
@@ -157,22 +137,16 @@ def captions_for(
     return captions[stem]
 
 
-def pair_by_stem(
-    images: Dict[str, Path], alphas: Dict[str, Path], image_dir: Path, alpha_dir: Path
-) -> List[str]:
+def pair_by_stem(images: Dict[str, Path], alphas: Dict[str, Path], image_dir: Path, alpha_dir: Path) -> List[str]:
     """Stems present in both folders; any stem missing on one side is an error naming the folder and files."""
     missing_alpha = sorted(set(images) - set(alphas))
     missing_image = sorted(set(alphas) - set(images))
     if missing_alpha or missing_image:
         parts = []
         if missing_alpha:
-            parts.append(
-                f"{len(missing_alpha)} image(s) without alpha in {alpha_dir}, e.g. {missing_alpha[:5]}"
-            )
+            parts.append(f"{len(missing_alpha)} image(s) without alpha in {alpha_dir}, e.g. {missing_alpha[:5]}")
         if missing_image:
-            parts.append(
-                f"{len(missing_image)} alpha(s) without image in {image_dir}, e.g. {missing_image[:5]}"
-            )
+            parts.append(f"{len(missing_image)} alpha(s) without image in {image_dir}, e.g. {missing_image[:5]}")
         raise DatasetLayoutError("; ".join(parts))
     return sorted(images)
 
@@ -216,18 +190,13 @@ class MattingBuilder(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         if not self.config.data_dir:
-            raise ValueError(
-                f"{type(self).__name__} needs data_dir=<folder of your downloaded copy>"
-            )
+            raise ValueError(f"{type(self).__name__} needs data_dir=<folder of your downloaded copy>")
         root = Path(self.config.data_dir).expanduser()
         require_dir(root, f"{type(self).__name__} data_dir")
         splits = self.collect_rows(root)
         for split, rows in splits.items():
             check_files_exist(rows, f"{type(self).__name__} split {split!r}")
-        return [
-            datasets.SplitGenerator(name=split, gen_kwargs={"rows": rows})
-            for split, rows in splits.items()
-        ]
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"rows": rows}) for split, rows in splits.items()]
 
     def _generate_examples(self, rows: List[Dict[str, Any]]):
         for row in rows:
@@ -245,9 +214,7 @@ def check_files_exist(rows: List[Dict[str, Any]], what: str) -> None:
     if missing:
         listed = "\n  ".join(missing[:20])
         more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
-        raise DatasetLayoutError(
-            f"{what}: {len(missing)} file(s) missing:\n  {listed}{more}"
-        )
+        raise DatasetLayoutError(f"{what}: {len(missing)} file(s) missing:\n  {listed}{more}")
 
 
 def load_with_builder(
@@ -262,9 +229,7 @@ def load_with_builder(
     A ``captions_file`` config entry is made absolute, so the cache key does not depend on the working directory.
     """
     if config_kwargs.get("captions_file") is not None:
-        config_kwargs["captions_file"] = str(
-            Path(config_kwargs["captions_file"]).resolve()
-        )
+        config_kwargs["captions_file"] = str(Path(config_kwargs["captions_file"]).resolve())
     builder = builder_cls(
         data_dir=str(Path(data_dir).expanduser().resolve()),
         cache_dir=None if cache_dir is None else str(cache_dir),

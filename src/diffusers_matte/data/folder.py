@@ -55,9 +55,7 @@ def image_level_rows(
     if trimap_dir is not None:
         missing = sorted(set(stems) - set(trimaps))
         if missing:
-            raise DatasetLayoutError(
-                f"{len(missing)} image(s) without trimap in {trimap_dir}, e.g. {missing[:5]}"
-            )
+            raise DatasetLayoutError(f"{len(missing)} image(s) without trimap in {trimap_dir}, e.g. {missing[:5]}")
     rows = []
     for stem in stems:
         meta: Dict[str, Any] = {"split": split}
@@ -100,9 +98,7 @@ class ImageAlphaFolder(MattingBuilder):
         if (root / cfg.image_dir).is_dir():
             split_dirs = {"train": root}
         else:
-            names = cfg.splits or sorted(
-                p.name for p in root.iterdir() if (p / cfg.image_dir).is_dir()
-            )
+            names = cfg.splits or sorted(p.name for p in root.iterdir() if (p / cfg.image_dir).is_dir())
             split_dirs = {name: root / name for name in names}
             if not split_dirs:
                 found = sorted(p.name for p in root.iterdir())

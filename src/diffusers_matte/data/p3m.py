@@ -55,19 +55,13 @@ class P3M10k(MattingBuilder):
     def collect_rows(self, root: Path) -> Dict[str, List[Dict[str, Any]]]:
         unknown = set(self.config.splits) - set(P3M_SPLITS)
         if unknown:
-            raise ValueError(
-                f"unknown P3M-10k split(s) {sorted(unknown)}; choose from {list(P3M_SPLITS)}"
-            )
+            raise ValueError(f"unknown P3M-10k split(s) {sorted(unknown)}; choose from {list(P3M_SPLITS)}")
         base = first_existing([root / "P3M-10k", root], "P3M-10k folder")
         captions = read_captions(self.config.captions_file)
         splits = {}
         for split in self.config.splits:
             folder, image_name, has_trimap = P3M_SPLITS[split]
-            candidates = (
-                [base / folder]
-                if split == "train"
-                else [base / "validation" / folder, base / folder]
-            )
+            candidates = [base / folder] if split == "train" else [base / "validation" / folder, base / folder]
             found = [c for c in candidates if c.is_dir()]
             if not found:
                 continue
@@ -78,11 +72,7 @@ class P3M10k(MattingBuilder):
                 SOURCE,
                 split,
                 self.config.captions_file,
-                trimap_dir=(
-                    require_dir(split_dir / "trimap", f"P3M-10k {split} trimap")
-                    if has_trimap
-                    else None
-                ),
+                trimap_dir=(require_dir(split_dir / "trimap", f"P3M-10k {split} trimap") if has_trimap else None),
                 captions=captions,
             )
         if not splits:

@@ -77,9 +77,7 @@ def rle_to_mask(counts: Sequence[int], height: int, width: int) -> np.ndarray:
             flat[pos : pos + run] = 1
         pos += run
     if pos != height * width:
-        raise ValueError(
-            f"RLE covers {pos} pixels, expected {height}x{width}={height * width}"
-        )
+        raise ValueError(f"RLE covers {pos} pixels, expected {height}x{width}={height * width}")
     return flat.reshape(width, height).T.copy()
 
 
@@ -102,9 +100,7 @@ def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarr
             counts = rle_string_to_counts(counts)
         size = segmentation.get("size", [height, width])
         return rle_to_mask(counts, int(size[0]), int(size[1]))
-    raise ValueError(
-        f"unsupported COCO segmentation of type {type(segmentation).__name__}"
-    )
+    raise ValueError(f"unsupported COCO segmentation of type {type(segmentation).__name__}")
 
 
 def _png_bytes(mask: np.ndarray) -> bytes:
@@ -122,21 +118,13 @@ def load_refs(path: Path) -> List[Dict[str, Any]]:
     try:
         with open(path, "rb") as handle:
             refs = pickle.load(handle, encoding="latin1")
-    except (
-        Exception
-    ) as error:  # noqa: BLE001 - any unpickling failure means an unreadable file
-        raise DatasetLayoutError(
-            f"could not read the refs pickle {path}: {error}"
-        ) from error
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means an unreadable file
+        raise DatasetLayoutError(f"could not read the refs pickle {path}: {error}") from error
     if not isinstance(refs, list) or not refs or not isinstance(refs[0], dict):
-        raise DatasetLayoutError(
-            f"{path} should hold a non-empty list of ref dicts, got {type(refs).__name__}"
-        )
+        raise DatasetLayoutError(f"{path} should hold a non-empty list of ref dicts, got {type(refs).__name__}")
     missing = set(REF_KEYS) - set(refs[0])
     if missing:
-        raise DatasetLayoutError(
-            f"{path}: refs need the keys {list(REF_KEYS)}; the first has {sorted(refs[0])}"
-        )
+        raise DatasetLayoutError(f"{path}: refs need the keys {list(REF_KEYS)}; the first has {sorted(refs[0])}")
     return refs
 
 
@@ -185,9 +173,7 @@ class RefCOCO(MattingBuilder):
     def collect_rows(self, root: Path) -> Dict[str, List[Dict[str, Any]]]:
         cfg = self.config
         if cfg.alpha_source not in ("pseudo", "mask"):
-            raise ValueError(
-                f"alpha_source must be 'pseudo' or 'mask', got {cfg.alpha_source!r}"
-            )
+            raise ValueError(f"alpha_source must be 'pseudo' or 'mask', got {cfg.alpha_source!r}")
         refs_dir = require_dir(root / cfg.dataset, f"{cfg.dataset} annotation")
         refs = load_refs(refs_dir / f"refs({cfg.split_by}).p")
         instances = read_json(refs_dir / "instances.json", f"{cfg.dataset} instances")
@@ -198,16 +184,9 @@ class RefCOCO(MattingBuilder):
             )
         images = {img["id"]: img for img in instances["images"]}
         anns = {ann["id"]: ann for ann in instances["annotations"]}
-        categories = {
-            cat["id"]: cat.get("name", str(cat["id"]))
-            for cat in instances["categories"]
-        }
+        categories = {cat["id"]: cat.get("name", str(cat["id"])) for cat in instances["categories"]}
         image_dir = find_image_dir(root, cfg.image_dir)
-        alpha_dir = (
-            Path(cfg.alpha_dir)
-            if cfg.alpha_dir
-            else default_alpha_dir(root, cfg.dataset)
-        )
+        alpha_dir = Path(cfg.alpha_dir) if cfg.alpha_dir else default_alpha_dir(root, cfg.dataset)
         if cfg.alpha_source == "pseudo":
             require_dir(
                 alpha_dir,
@@ -222,37 +201,27 @@ class RefCOCO(MattingBuilder):
             ]
             if not rows:
                 found = sorted({str(r["split"]) for r in refs})
-                raise DatasetLayoutError(
-                    f"no ref of split {split!r} in refs({cfg.split_by}).p; splits found: {found}"
-                )
+                raise DatasetLayoutError(f"no ref of split {split!r} in refs({cfg.split_by}).p; splits found: {found}")
             splits[split] = rows
         return splits
 
-    def _row(
-        self, ref, images, anns, categories, image_dir: Path, alpha_dir: Path
-    ) -> Dict[str, Any]:
+    def _row(self, ref, images, anns, categories, image_dir: Path, alpha_dir: Path) -> Dict[str, Any]:
         if ref["ann_id"] not in anns or ref["image_id"] not in images:
             raise DatasetLayoutError(
                 f"ref {ref['ref_id']}: ann_id {ref['ann_id']} or image_id {ref['image_id']} is not in instances.json"
             )
         info = images[ref["image_id"]]
-        file_name = (
-            info.get("file_name") or f"COCO_train2014_{int(ref['image_id']):012d}.jpg"
-        )
+        file_name = info.get("file_name") or f"COCO_train2014_{int(ref['image_id']):012d}.jpg"
         ann = anns[ref["ann_id"]]
         if self.config.alpha_source == "pseudo":
             alpha: Any = str(alpha_dir / f"{ref['ann_id']}.png")
         else:
-            mask = segmentation_to_mask(
-                ann["segmentation"], int(info["height"]), int(info["width"])
-            )
+            mask = segmentation_to_mask(ann["segmentation"], int(info["height"]), int(info["width"]))
             alpha = {"bytes": _png_bytes(mask * 255), "path": None}
         texts = [s.get("sent", s.get("raw", "")) for s in ref["sentences"]]
         meta = {
             "ann_id": ref["ann_id"],
-            "category": categories.get(
-                ref.get("category_id", ann.get("category_id")), ""
-            ),
+            "category": categories.get(ref.get("category_id", ann.get("category_id")), ""),
             "bbox": ann.get("bbox"),
             "ref_split": ref["split"],
             "alpha_source": self.config.alpha_source,
@@ -282,9 +251,7 @@ def load_refcoco(
     splits = tuple(splits)
     unknown = set(splits) - set(REFCOCO_SPLITS)
     if unknown:
-        raise ValueError(
-            f"unknown RefCOCO split(s) {sorted(unknown)}; choose from {list(REFCOCO_SPLITS)}"
-        )
+        raise ValueError(f"unknown RefCOCO split(s) {sorted(unknown)}; choose from {list(REFCOCO_SPLITS)}")
     return load_with_builder(
         RefCOCO,
         data_dir,

@@ -54,9 +54,7 @@ def find_label_file(folder: Path, preferred: str) -> Path:
         raise DatasetLayoutError(
             f"expected a label JSON ({preferred} or *label*.json) in {folder}; JSON files: {found}"
         )
-    raise DatasetLayoutError(
-        f"several label JSON files in {folder}, pass label_file=...: {found}"
-    )
+    raise DatasetLayoutError(f"several label JSON files in {folder}, pass label_file=...: {found}")
 
 
 def rows_from_label_json(
@@ -76,9 +74,7 @@ def rows_from_label_json(
     first_key = next(iter(labels))
     first = labels[first_key]
     if not isinstance(first, dict):
-        raise DatasetLayoutError(
-            f"{label_path}: record {first_key!r} should be an object, got {type(first).__name__}"
-        )
+        raise DatasetLayoutError(f"{label_path}: record {first_key!r} should be an object, got {type(first).__name__}")
     logger.info("%s: record keys %s", label_path.name, sorted(first))
     missing_keys = {"image_name", "expressions"} - set(first)
     if missing_keys:
@@ -94,21 +90,13 @@ def rows_from_label_json(
     for stem, record in labels.items():
         expressions = record.get("expressions")
         if not isinstance(expressions, list) or "image_name" not in record:
-            raise DatasetLayoutError(
-                f"{label_path}: record {stem!r} lacks image_name or an expressions list"
-            )
+            raise DatasetLayoutError(f"{label_path}: record {stem!r} lacks image_name or an expressions list")
         if len(expressions) != expected_texts:
             odd_counts += 1
         image_name = str(record["image_name"])
         image = images.get(Path(image_name).stem, image_dir / f"{image_name}.jpg")
-        texts = (
-            [str(record["keyword"])]
-            if setting == "keyword"
-            else [str(e) for e in expressions]
-        )
-        meta = {
-            k: v for k, v in record.items() if k not in ("expressions", "image_name")
-        }
+        texts = [str(record["keyword"])] if setting == "keyword" else [str(e) for e in expressions]
+        meta = {k: v for k, v in record.items() if k not in ("expressions", "image_name")}
         meta["label_file"] = label_path.name
         rows.append(
             make_row(
@@ -155,9 +143,7 @@ class RefMatte(MattingBuilder):
 
     def collect_rows(self, root: Path) -> Dict[str, List[Dict[str, Any]]]:
         if self.config.setting not in ("expression", "keyword"):
-            raise ValueError(
-                f"setting must be 'expression' or 'keyword', got {self.config.setting!r}"
-            )
+            raise ValueError(f"setting must be 'expression' or 'keyword', got {self.config.setting!r}")
         base = first_existing(
             [root / "RefMatte" / "RefMatte", root / "RefMatte", root],
             "RefMatte folder holding train/ or test/",

@@ -81,18 +81,12 @@ class DataSchedule:
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
         position = step % self.cycle
-        if (
-            position == self.period
-        ):  # the special iteration after every `period` regular ones
+        if position == self.period:  # the special iteration after every `period` regular ones
             return self._draw_special(step)
-        if (
-            self.odd is None
-        ):  # neither regular source: the special pool covers every step
+        if self.odd is None:  # neither regular source: the special pool covers every step
             return self._draw_special(step)
         regular_index = (step // self.cycle) * self.period + position
-        return (
-            self.odd if regular_index % 2 == 0 else self.even
-        )  # paper iteration 1, 3, ... are odd
+        return self.odd if regular_index % 2 == 0 else self.even  # paper iteration 1, 3, ... are odd
 
     def sources(self, start: int, stop: int) -> List[str]:
         return [self.source(step) for step in range(start, stop)]
@@ -173,9 +167,7 @@ class ScheduledBatchSampler(torch.utils.data.Sampler):
             raise ValueError(f"sources {empty} have no rows")
         self.names = list(lengths)
         self.lengths = dict(lengths)
-        self.offsets = dict(
-            zip(self.names, np.cumsum([0] + [lengths[n] for n in self.names]).tolist())
-        )
+        self.offsets = dict(zip(self.names, np.cumsum([0] + [lengths[n] for n in self.names]).tolist()))
         self.schedule = schedule or DataSchedule(self.names, seed=seed)
         self.batch_size = batch_size
         self.num_steps = num_steps
@@ -185,9 +177,7 @@ class ScheduledBatchSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         if self.num_steps is None:
-            raise TypeError(
-                "an endless ScheduledBatchSampler (num_steps=None) has no length"
-            )
+            raise TypeError("an endless ScheduledBatchSampler (num_steps=None) has no length")
         return max(self.num_steps - self.start_step, 0)
 
     def _permutation(self, name: str, epoch: int) -> np.ndarray:
@@ -195,10 +185,8 @@ class ScheduledBatchSampler(torch.utils.data.Sampler):
         return rng.permutation(self.lengths[name])
 
     def __iter__(self) -> Iterator[List[int]]:
-        consumed = {name: 0 for name in self.names}
-        for step in range(
-            self.start_step
-        ):  # replay the sources of the skipped steps (cheap: no data is read)
+        consumed = dict.fromkeys(self.names, 0)
+        for step in range(self.start_step):  # replay the sources of the skipped steps (cheap: no data is read)
             consumed[self._source(step)] += self.batch_size
         step = self.start_step
         while self.num_steps is None or step < self.num_steps:
@@ -206,10 +194,7 @@ class ScheduledBatchSampler(torch.utils.data.Sampler):
             batch = []
             for _ in range(self.batch_size):
                 epoch, position = divmod(consumed[name], self.lengths[name])
-                batch.append(
-                    self.offsets[name]
-                    + int(self._cached_permutation(name, epoch)[position])
-                )
+                batch.append(self.offsets[name] + int(self._cached_permutation(name, epoch)[position]))
                 consumed[name] += 1
             yield batch
             step += 1
@@ -222,7 +207,5 @@ class ScheduledBatchSampler(torch.utils.data.Sampler):
     def _source(self, step: int) -> str:
         name = self.schedule.source(step)
         if name not in self.lengths:
-            raise ValueError(
-                f"the schedule chose {name!r} at step {step}, which is not in lengths {self.names}"
-            )
+            raise ValueError(f"the schedule chose {name!r} at step {step}, which is not in lengths {self.names}")
         return name

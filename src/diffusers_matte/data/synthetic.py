@@ -98,27 +98,21 @@ class SceneLayout:
 
     def __post_init__(self):
         if self.max_instances < 2:
-            raise ValueError(
-                f"max_instances must be at least 2, got {self.max_instances}"
-            )
+            raise ValueError(f"max_instances must be at least 2, got {self.max_instances}")
         if self.object_scale <= 0 or self.thin_weight < 0:
             raise ValueError(
                 f"object_scale must be > 0 and thin_weight >= 0, got {self.object_scale} and {self.thin_weight}"
             )
 
     def category_probabilities(self) -> np.ndarray:
-        weights = np.array(
-            [self.thin_weight if c in THIN_THINGS else 1.0 for c in CATEGORIES]
-        )
+        weights = np.array([self.thin_weight if c in THIN_THINGS else 1.0 for c in CATEGORIES])
         return weights / weights.sum()
 
 
 # The layout of the small-scale replication (`benchmarks/synthetic_ablation.py`) and of the demonstration model:
 # objects of 10-67% of a 64 px image (a third on average), 2-3 per image, thin ones a third as often as others.
 # A perfect alpha on a 16x16 latent grid, up-sampled, scores about a quarter of the empty matte's SAD on it.
-REPLICATION_LAYOUT = SceneLayout(
-    max_instances=3, object_scale=2.6, thin_weight=1 / 3, paraphrase=True
-)
+REPLICATION_LAYOUT = SceneLayout(max_instances=3, object_scale=2.6, thin_weight=1 / 3, paraphrase=True)
 
 SUPERSAMPLE = 3  # thin structures are drawn at 3x and box-filtered: sub-pixel strands get fractional alpha
 
@@ -138,14 +132,10 @@ class Instance:
     seed: int
     alpha: Optional[np.ndarray] = None  # visible alpha, float32 (H, W)
     coverage: Optional[np.ndarray] = None  # own alpha before occlusion, float32 (H, W)
-    centroid: Optional[Tuple[float, float]] = (
-        None  # alpha-weighted centre of the visible alpha
-    )
+    centroid: Optional[Tuple[float, float]] = None  # alpha-weighted centre of the visible alpha
     texts: List[str] = field(default_factory=list)
 
-    cell: Optional[Tuple[int, int]] = (
-        None  # (column, row) of the centroid in a 3x3 grid of the image
-    )
+    cell: Optional[Tuple[int, int]] = None  # (column, row) of the centroid in a 3x3 grid of the image
 
     def attribute(self, name: str) -> Any:
         if name == "hpos":  # positions are what tells identical twins apart
@@ -160,18 +150,14 @@ class Instance:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def fractal_noise(
-    rng: np.random.Generator, height: int, width: int, octaves: int = 4, base: int = 3
-) -> np.ndarray:
+def fractal_noise(rng: np.random.Generator, height: int, width: int, octaves: int = 4, base: int = 3) -> np.ndarray:
     """Smooth multi-octave value noise in [0, 1]: random grids upsampled bicubically and summed with halving weights."""
     total = np.zeros((height, width), np.float32)
     weight, norm = 1.0, 0.0
     for octave in range(octaves):
         cells = base * 2**octave
         grid = rng.random((cells + 1, cells + 1), dtype=np.float32)
-        total += weight * np.asarray(
-            Image.fromarray(grid, mode="F").resize((width, height), Image.BICUBIC)
-        )
+        total += weight * np.asarray(Image.fromarray(grid, mode="F").resize((width, height), Image.BICUBIC))
         norm += weight
         weight *= 0.5
     total /= norm
@@ -179,23 +165,14 @@ def fractal_noise(
     return (total - lo) / max(hi - lo, 1e-6)
 
 
-def _jitter(
-    rng: np.random.Generator, rgb: Sequence[int], amount: float = 18.0
-) -> np.ndarray:
+def _jitter(rng: np.random.Generator, rgb: Sequence[int], amount: float = 18.0) -> np.ndarray:
     return np.clip(np.asarray(rgb, np.float32) + rng.normal(0, amount, 3), 0, 255)
 
 
-def make_background(
-    rng: np.random.Generator, size: int, camouflage: Optional[str] = None
-) -> np.ndarray:
+def make_background(rng: np.random.Generator, size: int, camouflage: Optional[str] = None) -> np.ndarray:
     """A natural-looking textured background (terrain, wood grain, sky over ground, or bokeh), float32 RGB 0..255."""
-    palette = [
-        _jitter(rng, COLORS[name], 30)
-        for name in rng.choice(list(COLORS), 3, replace=False)
-    ]
-    if (
-        camouflage is not None
-    ):  # share an instance's colour so colour alone does not separate it
+    palette = [_jitter(rng, COLORS[name], 30) for name in rng.choice(list(COLORS), 3, replace=False)]
+    if camouflage is not None:  # share an instance's colour so colour alone does not separate it
         palette[int(rng.integers(3))] = _jitter(rng, COLORS[camouflage], 12)
     kind = int(rng.integers(4))
     noise = fractal_noise(rng, size, size, octaves=5, base=2)[..., None]
@@ -222,9 +199,7 @@ def make_background(
         for _ in range(int(rng.integers(6, 16))):
             r = rng.uniform(0.03, 0.12) * size
             x, y = rng.uniform(0, size, 2)
-            colour = tuple(
-                int(c) for c in _jitter(rng, palette[int(rng.integers(1, 3))], 25)
-            )
+            colour = tuple(int(c) for c in _jitter(rng, palette[int(rng.integers(1, 3))], 25))
             draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
         small = canvas.resize((max(size // 8, 1), max(size // 8, 1)), Image.BILINEAR)
         blobs = np.asarray(small.resize((size, size), Image.BICUBIC), np.float32)
@@ -239,9 +214,7 @@ def make_background(
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _local_coords(
-    box: Tuple[int, int, int, int], inst: Instance
-) -> Tuple[np.ndarray, np.ndarray]:
+def _local_coords(box: Tuple[int, int, int, int], inst: Instance) -> Tuple[np.ndarray, np.ndarray]:
     x0, y0, x1, y1 = box
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     dx, dy = xx + 0.5 - inst.center[0], yy + 0.5 - inst.center[1]
@@ -249,9 +222,7 @@ def _local_coords(
     return c * dx + s * dy, -s * dx + c * dy
 
 
-def _sdf(
-    inst: Instance, u: np.ndarray, v: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
+def _sdf(inst: Instance, u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Signed distance (pixels, negative inside) of the solid shapes."""
     r = inst.radius
     if inst.category in ("ball", "bubble"):
@@ -269,10 +240,7 @@ def _sdf(
     if inst.category == "ring":
         return np.abs(np.hypot(u, v) - 0.75 * r) - 0.25 * r
     if inst.category == "triangle":
-        dists = [
-            u * math.cos(a) + v * math.sin(a) - 0.55 * r
-            for a in (np.pi / 2, np.pi * 7 / 6, np.pi * 11 / 6)
-        ]
+        dists = [u * math.cos(a) + v * math.sin(a) - 0.55 * r for a in (np.pi / 2, np.pi * 7 / 6, np.pi * 11 / 6)]
         return np.maximum(np.maximum(dists[0], dists[1]), dists[2])
     raise ValueError(f"no signed distance for category {inst.category!r}")
 
@@ -281,9 +249,7 @@ def _edge_width(inst: Instance, rng: np.random.Generator) -> float:
     return float(rng.uniform(3.0, 9.0)) if inst.blurry else 1.0
 
 
-def _shaded_colour(
-    inst: Instance, u: np.ndarray, v: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
+def _shaded_colour(inst: Instance, u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     base = _jitter(rng, COLORS[inst.color], 10)
     light = 1.0 + 0.25 * np.clip((-u - v) / (1.5 * inst.radius), -1, 1)
     h, w = u.shape
@@ -291,76 +257,51 @@ def _shaded_colour(
     return np.clip(base * (light * texture)[..., None], 0, 255)
 
 
-def _render_solid(
-    inst: Instance, box, rng: np.random.Generator
-) -> Tuple[np.ndarray, np.ndarray]:
+def _render_solid(inst: Instance, box, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     u, v = _local_coords(box, inst)
     sdf = _sdf(inst, u, v, rng)
     alpha = np.clip(0.5 - sdf / _edge_width(inst, rng), 0, 1)
     colour = _shaded_colour(inst, u, v, rng)
-    if (
-        inst.material == "transparent"
-    ):  # glassy variant: a see-through body with a more opaque rim
+    if inst.material == "transparent":  # glassy variant: a see-through body with a more opaque rim
         body = rng.uniform(0.3, 0.6)
         rim = np.clip(1.0 + sdf / max(0.12 * inst.radius, 2.0), 0, 1)
         alpha = alpha * (body + (1 - body) * rim)
     return alpha.astype(np.float32), colour
 
 
-def _render_transparent(
-    inst: Instance, box, rng: np.random.Generator
-) -> Tuple[np.ndarray, np.ndarray]:
+def _render_transparent(inst: Instance, box, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     u, v = _local_coords(box, inst)
     h, w = u.shape
     colour = _shaded_colour(inst, u, v, rng)
     if inst.category == "smoke":
         dist = np.hypot(u, v * 1.3) / inst.radius
         envelope = np.clip(1.2 - dist, 0, 1) ** 1.5
-        alpha = (
-            envelope
-            * fractal_noise(rng, h, w, octaves=4, base=3) ** 1.3
-            * rng.uniform(0.7, 1.0)
-            * 1.6
-        )
+        alpha = envelope * fractal_noise(rng, h, w, octaves=4, base=3) ** 1.3 * rng.uniform(0.7, 1.0) * 1.6
         return np.clip(alpha, 0, 1).astype(np.float32), colour
     sdf = _sdf(inst, u, v, rng)
     inside = np.clip(0.5 - sdf / _edge_width(inst, rng), 0, 1)
-    if (
-        inst.category == "bubble"
-    ):  # thin film: transparent centre, denser towards the rim, a bright highlight
+    if inst.category == "bubble":  # thin film: transparent centre, denser towards the rim, a bright highlight
         radial = np.clip(np.hypot(u, v) / inst.radius, 0, 1)
         alpha = inside * (rng.uniform(0.08, 0.2) + 0.8 * radial**4)
-        spot = np.exp(
-            -((u + 0.4 * inst.radius) ** 2 + (v + 0.4 * inst.radius) ** 2)
-            / (0.03 * inst.radius**2)
-        )
+        spot = np.exp(-((u + 0.4 * inst.radius) ** 2 + (v + 0.4 * inst.radius) ** 2) / (0.03 * inst.radius**2))
         alpha = np.maximum(alpha, inside * spot * 0.9)
         colour = colour * (1 - spot[..., None]) + 255 * spot[..., None]
     elif inst.category == "glass":
         body = rng.uniform(0.15, 0.4)
         rim = np.clip(1.0 + sdf / max(0.08 * inst.radius, 1.5), 0, 1)
-        streak = (
-            np.clip(1 - np.abs(u + v - 0.3 * inst.radius) / (0.1 * inst.radius), 0, 1)
-            * 0.5
-        )
+        streak = np.clip(1 - np.abs(u + v - 0.3 * inst.radius) / (0.1 * inst.radius), 0, 1) * 0.5
         alpha = inside * np.clip(body + (1 - body) * rim + streak, 0, 1)
     else:  # veil: folds modulate a mostly see-through sheet
-        folds = 0.5 + 0.5 * np.sin(
-            u / inst.radius * rng.uniform(6, 12) + 3 * fractal_noise(rng, h, w, 2, 2)
-        )
+        folds = 0.5 + 0.5 * np.sin(u / inst.radius * rng.uniform(6, 12) + 3 * fractal_noise(rng, h, w, 2, 2))
         alpha = inside * (rng.uniform(0.25, 0.45) + 0.3 * folds)
     return alpha.astype(np.float32), colour
 
 
-def _strand(
-    draw: ImageDraw.ImageDraw, points: List[Tuple[float, float]], width: int
-) -> None:
+def _strand(draw: ImageDraw.ImageDraw, points: List[Tuple[float, float]], width: int) -> None:
     draw.line(points, fill=255, width=width, joint="curve")
 
 
-def _render_thin(
-    inst: Instance, box, rng: np.random.Generator
-) -> Tuple[np.ndarray, np.ndarray]:
+def _render_thin(inst: Instance, box, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     x0, y0, x1, y1 = box
     h, w = y1 - y0, x1 - x0
     ss = SUPERSAMPLE
@@ -369,9 +310,7 @@ def _render_thin(
     cx, cy = (inst.center[0] - x0) * ss, (inst.center[1] - y0) * ss
     r = inst.radius * ss
     u, v = _local_coords(box, inst)
-    if (
-        inst.category == "furball"
-    ):  # a body with hundreds of curved hairs growing outwards
+    if inst.category == "furball":  # a body with hundreds of curved hairs growing outwards
         body = 0.55 * r
         draw.ellipse((cx - body, cy - body, cx + body, cy + body), fill=255)
         for _ in range(int(rng.integers(180, 320))):
@@ -407,16 +346,12 @@ def _render_thin(
                 t = k / 8
                 pts.append(
                     (
-                        cx
-                        + spread * r * t
-                        + amp * math.sin(freq * t * 2 * np.pi + phase),
+                        cx + spread * r * t + amp * math.sin(freq * t * 2 * np.pi + phase),
                         top + length * t,
                     )
                 )
             _strand(draw, pts, int(rng.integers(1, 3)))
-    elif (
-        inst.category == "dandelion"
-    ):  # a seed head: thin radial filaments ending in small tufts, and a stem
+    elif inst.category == "dandelion":  # a seed head: thin radial filaments ending in small tufts, and a stem
         head = 0.1 * r
         draw.line(
             [(cx, cy), (cx + rng.normal(0, 0.1) * r, cy + 1.6 * r)],
@@ -470,16 +405,12 @@ def _render_thin(
     return np.clip(alpha, 0, 1).astype(np.float32), colour
 
 
-def render_instance(
-    inst: Instance, size: int
-) -> Tuple[Tuple[int, int, int, int], np.ndarray, np.ndarray]:
+def render_instance(inst: Instance, size: int) -> Tuple[Tuple[int, int, int, int], np.ndarray, np.ndarray]:
     """Draws ``inst`` into its bounding box; returns (box, alpha, colour)."""
     rng = np.random.default_rng(inst.seed)
     reach = inst.radius * (2.1 if inst.category in ("tassel", "dandelion") else 1.6) + 8
     x0, y0 = max(int(inst.center[0] - reach), 0), max(int(inst.center[1] - reach), 0)
-    x1, y1 = min(int(inst.center[0] + reach) + 1, size), min(
-        int(inst.center[1] + reach) + 1, size
-    )
+    x1, y1 = min(int(inst.center[0] + reach) + 1, size), min(int(inst.center[1] + reach) + 1, size)
     box = (x0, y0, x1, y1)
     if inst.category in THIN_THINGS:
         alpha, colour = _render_thin(inst, box, rng)
@@ -495,7 +426,7 @@ def render_instance(
 # --------------------------------------------------------------------------------------------------------------
 
 MATERIAL_OF = {
-    **{c: "solid" for c in SOLID_SHAPES},
+    **dict.fromkeys(SOLID_SHAPES, "solid"),
     "glass": "transparent",
     "bubble": "transparent",
     "smoke": "smoky",
@@ -514,12 +445,8 @@ def _sample_instance(
     category: Optional[str] = None,
     **fixed,
 ) -> Instance:
-    category = category or str(
-        rng.choice(CATEGORIES, p=layout.category_probabilities())
-    )
-    size_class = fixed.get("size") or str(
-        rng.choice(["small", "large"], p=[0.45, 0.55])
-    )
+    category = category or str(rng.choice(CATEGORIES, p=layout.category_probabilities()))
+    size_class = fixed.get("size") or str(rng.choice(["small", "large"], p=[0.45, 0.55]))
     material = fixed.get("material") or MATERIAL_OF[category]
     if "material" not in fixed and category in SOLID_SHAPES and rng.random() < 0.3:
         material = "transparent"
@@ -532,9 +459,7 @@ def _sample_instance(
     )
     blurry = fixed.get("blurry")
     if blurry is None:
-        blurry = bool(
-            category in SOLID_SHAPES + ("glass", "bubble") and rng.random() < 0.25
-        )
+        blurry = bool(category in SOLID_SHAPES + ("glass", "bubble") and rng.random() < 0.25)
     return Instance(
         category=category,
         color=fixed.get("color") or str(rng.choice(list(COLORS))),
@@ -548,13 +473,9 @@ def _sample_instance(
     )
 
 
-def _distractor(
-    rng: np.random.Generator, size: int, target: Instance, layout: SceneLayout
-) -> Instance:
+def _distractor(rng: np.random.Generator, size: int, target: Instance, layout: SceneLayout) -> Instance:
     """A look-alike of ``target``: same category, differing in one attribute (or none)."""
-    change = str(
-        rng.choice(["color", "size", "material", "none"], p=[0.4, 0.25, 0.15, 0.2])
-    )
+    change = str(rng.choice(["color", "size", "material", "none"], p=[0.4, 0.25, 0.15, 0.2]))
     fixed = {
         "color": target.color,
         "size": target.size,
@@ -566,9 +487,7 @@ def _distractor(
     elif change == "size":
         fixed["size"] = "small" if target.size == "large" else "large"
     elif change == "material" and target.category in SOLID_SHAPES:
-        fixed["material"] = (
-            "solid" if target.material == "transparent" else "transparent"
-        )
+        fixed["material"] = "solid" if target.material == "transparent" else "transparent"
     return _sample_instance(rng, size, layout, category=target.category, **fixed)
 
 
@@ -585,9 +504,7 @@ def render_layers(instances: List[Instance], size: int) -> List[Tuple]:
     """
     layers = [render_instance(inst, size) for inst in instances]
     transmittance = np.ones((size, size), np.float32)
-    for inst, ((x0, y0, x1, y1), alpha, _) in zip(
-        instances[::-1], layers[::-1]
-    ):  # front to back
+    for inst, ((x0, y0, x1, y1), alpha, _) in zip(instances[::-1], layers[::-1]):  # front to back
         full = np.zeros((size, size), np.float32)
         full[y0:y1, x0:x1] = alpha
         inst.coverage = full
@@ -698,9 +615,7 @@ def _relations(a: Instance, b: Instance, size: int, order: Dict[int, int]) -> Li
     return order[key]
 
 
-def _compute_relations(
-    a: Instance, b: Instance, size: int, order: Dict[Any, Any]
-) -> List[str]:
+def _compute_relations(a: Instance, b: Instance, size: int, order: Dict[Any, Any]) -> List[str]:
     (ax, ay), (bx, by) = _centroid(a), _centroid(b)
     margin = 0.12 * size
     out = []
@@ -727,17 +642,13 @@ def describe(instances: List[Instance], size: int, rng: np.random.Generator) -> 
         others = [i for i in instances if i is not target]
         keyword = _minimal_description(target, instances)
         basic = _minimal_description(target, instances, required=("color",))
-        if (
-            basic is not None and len(basic) < 4
-        ):  # richer basic expressions, like RefMatte's
+        if basic is not None and len(basic) < 4:  # richer basic expressions, like RefMatte's
             for extra in ("size", "material"):
                 basic.setdefault(extra, target.attribute(extra))
         if basic is not None and target.blurry:
             basic["blurry"] = True
         cell = _cell(target, size)
-        absolute = _minimal_description(
-            target, instances, test=lambda inst: _cell(inst, size) == cell
-        )
+        absolute = _minimal_description(target, instances, test=lambda inst: _cell(inst, size) == cell)
         relative_text = None
         for ref in rng.permutation(len(others)) if others else []:
             ref_inst = others[int(ref)]
@@ -749,21 +660,13 @@ def describe(instances: List[Instance], size: int, rng: np.random.Generator) -> 
             desc = _minimal_description(
                 target,
                 others + [target],
-                test=lambda inst: inst is not ref_inst
-                and relation in _relations(inst, ref_inst, size, order),
+                test=lambda inst: inst is not ref_inst and relation in _relations(inst, ref_inst, size, order),
             )
             # "the center box left of the center box" is true but unreadable: try another reference
             if desc is not None and _noun_phrase(desc) != _noun_phrase(ref_desc):
-                relative_text = (
-                    f"the {_noun_phrase(desc)} {relation} the {_noun_phrase(ref_desc)}"
-                )
+                relative_text = f"the {_noun_phrase(desc)} {relation} the {_noun_phrase(ref_desc)}"
                 break
-        if (
-            keyword is None
-            or basic is None
-            or absolute is None
-            or relative_text is None
-        ):
+        if keyword is None or basic is None or absolute is None or relative_text is None:
             return False
         target.texts = [
             _noun_phrase(keyword),
@@ -864,21 +767,12 @@ def generate_scene(
         instances = [instances[k] for k in order]
         layers = render_layers(instances, size)
         # every instance must stay recognisable: at least 40% of its own alpha visible, and some solid part
-        if any(
-            i.alpha.sum() < 0.4 * i.coverage.sum()
-            or i.alpha.sum() < 40
-            or i.alpha.max() < 0.3
-            for i in instances
-        ):
+        if any(i.alpha.sum() < 0.4 * i.coverage.sum() or i.alpha.sum() < 40 or i.alpha.max() < 0.3 for i in instances):
             continue
         if not describe(instances, size, rng):
             continue
         # the background is drawn only for accepted scenes; sometimes it shares an instance's colour
-        camouflage = (
-            instances[int(rng.integers(len(instances)))].color
-            if rng.random() < 0.3
-            else None
-        )
+        camouflage = instances[int(rng.integers(len(instances)))].color if rng.random() < 0.3 else None
         image = paint(make_background(rng, size, camouflage), layers)
         if layout.paraphrase:
             for inst in instances:
@@ -887,9 +781,7 @@ def generate_scene(
             sigma = rng.uniform(1.0, 4.0)
             image += rng.standard_normal(image.shape, dtype=np.float32) * sigma
         return Scene(np.clip(image + 0.5, 0, 255).astype(np.uint8), instances)
-    raise RuntimeError(
-        f"could not draw an unambiguous scene from seed {list(seed)} in {max_tries} tries"
-    )
+    raise RuntimeError(f"could not draw an unambiguous scene from seed {list(seed)} in {max_tries} tries")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -905,9 +797,7 @@ IMAGE_FORMATS = {
 
 def _encode(array: np.ndarray, image_format: str = "png") -> bytes:
     if image_format not in IMAGE_FORMATS:
-        raise ValueError(
-            f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}"
-        )
+        raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
     name, options = IMAGE_FORMATS[image_format]
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format=name, **options)
@@ -978,9 +868,7 @@ class SyntheticMatting(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [SyntheticMattingConfig(name="default")]
 
     def _info(self) -> datasets.DatasetInfo:
-        return datasets.DatasetInfo(
-            description=__doc__.split("\n\n")[0], features=MATTING_FEATURES
-        )
+        return datasets.DatasetInfo(description=__doc__.split("\n\n")[0], features=MATTING_FEATURES)
 
     def _split_generators(self, dl_manager):
         cfg = self.config
@@ -990,21 +878,15 @@ class SyntheticMatting(datasets.GeneratorBasedBuilder):
             datasets.Split.TEST: cfg.num_test,
         }
         return [
-            datasets.SplitGenerator(
-                name=name, gen_kwargs={"split": str(name), "count": count}
-            )
+            datasets.SplitGenerator(name=name, gen_kwargs={"split": str(name), "count": count})
             for name, count in counts.items()
             if count > 0
         ]
 
-    def _generate_examples(
-        self, split: str, count: int
-    ) -> Iterator[Tuple[str, Dict[str, Any]]]:
+    def _generate_examples(self, split: str, count: int) -> Iterator[Tuple[str, Dict[str, Any]]]:
         cfg = self.config
         for index in range(count):
-            for row in scene_rows(
-                cfg.seed, split, index, cfg.image_size, cfg.image_format, cfg.layout
-            ):
+            for row in scene_rows(cfg.seed, split, index, cfg.image_size, cfg.image_format, cfg.layout):
                 yield row["instance_id"], row
 
 
@@ -1028,15 +910,11 @@ def load_synthetic_matting(
         layout: number and size of the objects, and wording (default :class:`SceneLayout`).
     """
     if num_train < 0 or num_test < 0:
-        raise ValueError(
-            f"num_train and num_test must be >= 0, got {num_train} and {num_test}"
-        )
+        raise ValueError(f"num_train and num_test must be >= 0, got {num_train} and {num_test}")
     if image_size < 64:
         raise ValueError(f"image_size must be at least 64, got {image_size}")
     if image_format not in IMAGE_FORMATS:
-        raise ValueError(
-            f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}"
-        )
+        raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
     builder = SyntheticMatting(
         cache_dir=cache_dir,
         config_name="default",
@@ -1052,20 +930,14 @@ def load_synthetic_matting(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Generate the synthetic referring-matting set and save it."
-    )
+    parser = argparse.ArgumentParser(description="Generate the synthetic referring-matting set and save it.")
     parser.add_argument(
         "--output_dir",
         required=True,
         help="where DatasetDict.save_to_disk writes the set",
     )
-    parser.add_argument(
-        "--num_train", type=int, default=2000, help="number of training images"
-    )
-    parser.add_argument(
-        "--num_test", type=int, default=200, help="number of test images"
-    )
+    parser.add_argument("--num_train", type=int, default=2000, help="number of training images")
+    parser.add_argument("--num_test", type=int, default=200, help="number of test images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image_size", type=int, default=256)
     parser.add_argument(
@@ -1098,15 +970,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         default=None,
         help="datasets cache folder (default: the HF cache)",
     )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing --output_dir"
-    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output_dir")
     args = parser.parse_args(argv)
     output = Path(args.output_dir)
     if output.exists() and any(output.iterdir()) and not args.overwrite:
-        raise SystemExit(
-            f"{output} exists and is not empty; pass --overwrite to replace it"
-        )
+        raise SystemExit(f"{output} exists and is not empty; pass --overwrite to replace it")
     start = time.perf_counter()
     dataset = load_synthetic_matting(
         args.num_train,
@@ -1115,16 +983,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         args.image_size,
         args.cache_dir,
         args.image_format,
-        SceneLayout(
-            args.max_instances, args.object_scale, args.thin_weight, args.paraphrase
-        ),
+        SceneLayout(args.max_instances, args.object_scale, args.thin_weight, args.paraphrase),
     )
     elapsed = time.perf_counter() - start
     dataset.save_to_disk(str(output))
-    summary = {
-        split: {"instances": len(ds), "images": len(set(ds["image_id"]))}
-        for split, ds in dataset.items()
-    }
+    summary = {split: {"instances": len(ds), "images": len(set(ds["image_id"]))} for split, ds in dataset.items()}
     print(
         json.dumps(
             {

@@ -45,9 +45,7 @@ def alpha_to_numpy(alpha: AlphaLike) -> np.ndarray:
     if alpha.ndim == 3 and alpha.shape[0] == 1:
         alpha = alpha[0]
     if alpha.ndim != 2:
-        raise ValueError(
-            f"alpha must be a single-channel (H, W) map, got shape {alpha.shape}"
-        )
+        raise ValueError(f"alpha must be a single-channel (H, W) map, got shape {alpha.shape}")
     if alpha.dtype == np.uint8:
         return alpha.astype(np.float32) / 255.0
     if alpha.dtype == bool:
@@ -76,9 +74,7 @@ def _erode(mask: np.ndarray, kernel_size: int) -> np.ndarray:
     if kernel_size <= 1:
         return mask
     # border_value=1: an object touching the image border is not eroded from outside the image.
-    return ndimage.binary_erosion(
-        mask, structure=elliptical_kernel(kernel_size), border_value=1
-    )
+    return ndimage.binary_erosion(mask, structure=elliptical_kernel(kernel_size), border_value=1)
 
 
 def region_map(
@@ -109,9 +105,7 @@ def downsample_region_map(regions: np.ndarray, factor: int = 8) -> np.ndarray:
     """
     height, width = regions.shape
     if height % factor or width % factor:
-        raise ValueError(
-            f"region map size {height}x{width} is not divisible by factor {factor}"
-        )
+        raise ValueError(f"region map size {height}x{width} is not divisible by factor {factor}")
     blocks = regions.reshape(height // factor, factor, width // factor, factor)
     low, high = blocks.min(axis=(1, 3)), blocks.max(axis=(1, 3))
     return np.where(low == high, low, REGION_TRANSPARENT).astype(np.uint8)
@@ -132,9 +126,7 @@ def region_one_hot(regions: np.ndarray) -> np.ndarray:
     return np.eye(NUM_REGIONS, dtype=np.float32)[regions].transpose(2, 0, 1).copy()
 
 
-def downsample_alpha(
-    alpha: torch.Tensor, size: Union[int, Sequence[int]], antialias: bool = True
-) -> torch.Tensor:
+def downsample_alpha(alpha: torch.Tensor, size: Union[int, Sequence[int]], antialias: bool = True) -> torch.Tensor:
     """Bilinear down-sampling of an alpha tensor ``(..., H, W)`` to ``size`` (Eqs. (5) and (7)).
 
     The paper down-samples with bilinear interpolation; ``antialias=True`` (the default) averages over the whole
@@ -144,9 +136,7 @@ def downsample_alpha(
         size = (size, size)
     shape = alpha.shape
     if alpha.ndim < 2:
-        raise ValueError(
-            f"alpha must have at least 2 dimensions (H, W), got shape {tuple(shape)}"
-        )
+        raise ValueError(f"alpha must have at least 2 dimensions (H, W), got shape {tuple(shape)}")
     flat = alpha.reshape(-1, 1, shape[-2], shape[-1]).float()
     out = F.interpolate(
         flat,
@@ -158,9 +148,7 @@ def downsample_alpha(
     return out.clamp(0.0, 1.0).reshape(*shape[:-2], *size)
 
 
-def trimap_from_mask(
-    mask: np.ndarray, kernel_size: int = MORPHOLOGY_KERNEL_SIZE
-) -> np.ndarray:
+def trimap_from_mask(mask: np.ndarray, kernel_size: int = MORPHOLOGY_KERNEL_SIZE) -> np.ndarray:
     """A uint8 trimap (0 background, 128 unknown, 255 foreground) from a binary mask by erosion and dilation.
 
     Used for RefCOCO pseudo-alphas (Sec. 4.1): the unknown band is the mask boundary widened by ``kernel_size``.

@@ -38,9 +38,7 @@ def _as_pil(value: Any, mode: str) -> Image.Image:
         return Image.open(source).convert(mode)
     if isinstance(value, np.ndarray):
         return Image.fromarray(value).convert(mode)
-    raise TypeError(
-        f"expected a PIL image, a numpy array or a datasets image dict, got {type(value).__name__}"
-    )
+    raise TypeError(f"expected a PIL image, a numpy array or a datasets image dict, got {type(value).__name__}")
 
 
 class TrainingTransform:
@@ -79,18 +77,12 @@ class TrainingTransform:
         seed: int = 0,
     ):
         if resolution % latent_factor:
-            raise ValueError(
-                f"resolution {resolution} must be divisible by latent_factor {latent_factor}"
-            )
+            raise ValueError(f"resolution {resolution} must be divisible by latent_factor {latent_factor}")
         for factor in alpha_factors:
             if resolution % factor:
-                raise ValueError(
-                    f"resolution {resolution} must be divisible by every alpha factor, got {factor}"
-                )
+                raise ValueError(f"resolution {resolution} must be divisible by every alpha factor, got {factor}")
         if text_choice not in ("random", "first"):
-            raise ValueError(
-                f"text_choice must be 'random' or 'first', got {text_choice!r}"
-            )
+            raise ValueError(f"text_choice must be 'random' or 'first', got {text_choice!r}")
         self.resolution = resolution
         self.latent_factor = latent_factor
         self.alpha_factors = tuple(alpha_factors)
@@ -123,28 +115,16 @@ class TrainingTransform:
             image, alpha, text = self.augment(image, alpha, text, self.rng)
         return self.from_arrays(image, alpha, text, source=row.get("source", ""))
 
-    def from_arrays(
-        self, image: np.ndarray, alpha: np.ndarray, text: str = "", source: str = ""
-    ) -> Dict[str, Any]:
+    def from_arrays(self, image: np.ndarray, alpha: np.ndarray, text: str = "", source: str = "") -> Dict[str, Any]:
         """Builds the tensors from an RGB uint8 image and a float alpha in [0, 1] of the same size."""
         size = (self.resolution, self.resolution)
-        image = Image.fromarray(np.asarray(image, dtype=np.uint8)).resize(
-            size, Image.BICUBIC
-        )
-        alpha_img = Image.fromarray(
-            np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        ).resize(size, Image.BILINEAR)
+        image = Image.fromarray(np.asarray(image, dtype=np.uint8)).resize(size, Image.BICUBIC)
+        alpha_img = Image.fromarray(np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)).resize(size, Image.BILINEAR)
         alpha_np = np.asarray(alpha_img, dtype=np.float32) / 255.0
 
-        pixel_values = (
-            torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)
-            / 127.5
-            - 1.0
-        )
+        pixel_values = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1.0
         alpha_t = torch.from_numpy(alpha_np)[None]
-        regions = downsample_region_map(
-            region_map(alpha_np, self.kernel_size), self.latent_factor
-        )
+        regions = downsample_region_map(region_map(alpha_np, self.kernel_size), self.latent_factor)
         latent = self.resolution // self.latent_factor
         out = {
             "pixel_values": pixel_values,
@@ -157,9 +137,7 @@ class TrainingTransform:
         }
         out["transparent_mask"] = 1.0 - out["mask"]
         for factor in self.alpha_factors:
-            out[f"alpha_down{factor}"] = downsample_alpha(
-                alpha_t, self.resolution // factor
-            )
+            out[f"alpha_down{factor}"] = downsample_alpha(alpha_t, self.resolution // factor)
         return out
 
 

@@ -67,9 +67,7 @@ class MatteAttnProcessor(nn.Module):
         self.kv_downsample = kv_downsample
         self.kv_down = None
         if kv_downsample > 1:
-            self.kv_down = nn.Conv2d(
-                hidden_size, hidden_size, kv_downsample, stride=kv_downsample
-            )
+            self.kv_down = nn.Conv2d(hidden_size, hidden_size, kv_downsample, stride=kv_downsample)
             self.reset_kv_down_to_average()
         # Set by `MatteUNet2DConditionModel.capture`; not part of the state.
         self.recorder: "AttentionRecorder | None" = None
@@ -84,9 +82,7 @@ class MatteAttnProcessor(nn.Module):
         self.kv_down.weight[channels, channels] = 1.0 / (k * k)
         self.kv_down.bias.zero_()
 
-    def downsample(
-        self, tokens: torch.Tensor, size: tuple[int, int]
-    ) -> tuple[torch.Tensor, tuple[int, int]]:
+    def downsample(self, tokens: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
         """phi: (B, h*w, C) tokens -> (B, ceil(h/k)*ceil(w/k), C) tokens.
 
         Written as patchify + linear, which equals the strided convolution and is faster on CPU than
@@ -98,9 +94,7 @@ class MatteAttnProcessor(nn.Module):
         grid = tokens.reshape(batch, height, width, channels)
         pad_h, pad_w = -height % k, -width % k
         if pad_h or pad_w:
-            grid = F.pad(
-                grid.permute(0, 3, 1, 2), (0, pad_w, 0, pad_h), mode="replicate"
-            ).permute(0, 2, 3, 1)
+            grid = F.pad(grid.permute(0, 3, 1, 2), (0, pad_w, 0, pad_h), mode="replicate").permute(0, 2, 3, 1)
             height, width = height + pad_h, width + pad_w
         hk, wk = height // k, width // k
         patches = grid.reshape(batch, hk, k, wk, k, channels).permute(0, 1, 3, 5, 2, 4)
@@ -124,30 +118,20 @@ class MatteAttnProcessor(nn.Module):
         input_ndim = hidden_states.ndim
         if input_ndim == 4:
             batch, channels, height, width = hidden_states.shape
-            hidden_states = hidden_states.view(
-                batch, channels, height * width
-            ).transpose(1, 2)
+            hidden_states = hidden_states.view(batch, channels, height * width).transpose(1, 2)
             setattr(attn, SPATIAL_SIZE_ATTR, (height, width))
         batch, num_queries, _ = hidden_states.shape
-        query_size = (
-            spatial_size_of(attn, num_queries)
-            if self.kv_down or self.recorder
-            else None
-        )
+        query_size = spatial_size_of(attn, num_queries) if self.kv_down or self.recorder else None
 
         if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(
-                1, 2
-            )
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
         query = attn.to_q(hidden_states)
 
         is_cross = encoder_hidden_states is not None
         key_size = query_size
         if is_cross:
             context = (
-                attn.norm_encoder_hidden_states(encoder_hidden_states)
-                if attn.norm_cross
-                else encoder_hidden_states
+                attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states
             )
             key_size = None
         elif self.kv_down is not None:
@@ -157,21 +141,14 @@ class MatteAttnProcessor(nn.Module):
         key, value = attn.to_k(context), attn.to_v(context)
 
         head_dim = key.shape[-1] // attn.heads
-        query, key, value = (
-            t.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
-            for t in (query, key, value)
-        )
+        query, key, value = (t.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for t in (query, key, value))
         if attn.norm_q is not None:
             query = attn.norm_q(query)
         if attn.norm_k is not None:
             key = attn.norm_k(key)
         if attention_mask is not None:
-            attention_mask = attn.prepare_attention_mask(
-                attention_mask, key.shape[2], batch
-            )
-            attention_mask = attention_mask.view(
-                batch, attn.heads, -1, attention_mask.shape[-1]
-            )
+            attention_mask = attn.prepare_attention_mask(attention_mask, key.shape[2], batch)
+            attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
 
         if self.recorder is None:
             hidden_states = F.scaled_dot_product_attention(
@@ -186,16 +163,10 @@ class MatteAttnProcessor(nn.Module):
             self.recorder.record(self.layer_name, probs, query_size, key_size, is_cross)
             hidden_states = (probs @ value.float()).to(query.dtype)
 
-        hidden_states = (
-            hidden_states.transpose(1, 2)
-            .reshape(batch, -1, attn.heads * head_dim)
-            .to(query.dtype)
-        )
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(
-                batch, channels, height, width
-            )
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channels, height, width)
         if attn.residual_connection:
             hidden_states = hidden_states + residual
         return hidden_states / attn.rescale_output_factor
@@ -217,12 +188,8 @@ class AttentionRecorder:
 
     records: dict[str, AttentionRecord] = field(default_factory=dict)
 
-    def record(
-        self, name: str, probs: torch.Tensor, query_size, key_size, is_cross: bool
-    ) -> None:
-        self.records[name] = AttentionRecord(
-            probs.mean(dim=1), tuple(query_size), key_size, is_cross
-        )
+    def record(self, name: str, probs: torch.Tensor, query_size, key_size, is_cross: bool) -> None:
+        self.records[name] = AttentionRecord(probs.mean(dim=1), tuple(query_size), key_size, is_cross)
 
     def averaged(self, cross: bool) -> dict[tuple[int, int], torch.Tensor]:
         """Maps averaged over all layers whose queries lie on the same (h, w) grid (paper section 3.2.2)."""

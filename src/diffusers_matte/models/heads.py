@@ -21,9 +21,7 @@ class ConvBNReLU(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__(
-            nn.Conv2d(
-                in_channels, out_channels, 3, stride=stride, padding=1, bias=False
-            ),
+            nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
@@ -64,9 +62,7 @@ class MatteHead(_ConvBNReLUHead):
     def __init__(self, in_channels: int, hidden_channels: int):
         super().__init__(in_channels, hidden_channels)
         with torch.no_grad():
-            self.proj.bias[0] = (
-                0.5  # an untrained head predicts "unsure" rather than a clipped-away negative
-            )
+            self.proj.bias[0] = 0.5  # an untrained head predicts "unsure" rather than a clipped-away negative
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         outputs = super().forward(features)

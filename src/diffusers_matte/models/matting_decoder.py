@@ -46,9 +46,7 @@ class FusionBlock(nn.Module):
 
     def forward(self, detail: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         if state.shape[-2:] != detail.shape[-2:]:
-            state = F.interpolate(
-                state, size=detail.shape[-2:], mode="bilinear", align_corners=False
-            )
+            state = F.interpolate(state, size=detail.shape[-2:], mode="bilinear", align_corners=False)
         return self.conv(torch.cat([detail, state], dim=1))
 
 
@@ -98,21 +96,16 @@ class MattingDecoder(ModelMixin, ConfigMixin):
                 f"`fusion_channels` needs len(convstream_channels) + 1 = {len(convstream_channels) + 1} entries, "
                 f"got {len(fusion_channels)}."
             )
-        in_channels = (
-            image_channels + 2
-        )  # image, up-sampled coarse alpha, sigmoid of up-sampled R
+        in_channels = image_channels + 2  # image, up-sampled coarse alpha, sigmoid of up-sampled R
         stream_in = (in_channels, *convstream_channels[:-1])
-        self.convstream = nn.ModuleList(
-            ConvBNReLU(i, o, stride=2) for i, o in zip(stream_in, convstream_channels)
-        )
+        self.convstream = nn.ModuleList(ConvBNReLU(i, o, stride=2) for i, o in zip(stream_in, convstream_channels))
         self.feature_align = ConvBNReLU(feature_channels, aligned_channels)
 
         # Detail maps from deepest (1/8) to full resolution (the raw input), as in ViTMatte.
         detail_channels = (*reversed(convstream_channels), in_channels)
         state_channels = (aligned_channels, *fusion_channels[:-1])
         self.fusion_blocks = nn.ModuleList(
-            FusionBlock(d, s, o)
-            for d, s, o in zip(detail_channels, state_channels, fusion_channels)
+            FusionBlock(d, s, o) for d, s, o in zip(detail_channels, state_channels, fusion_channels)
         )
         self.head = nn.Sequential(
             nn.Conv2d(fusion_channels[-1], head_channels, 3, padding=1),
@@ -143,13 +136,9 @@ class MattingDecoder(ModelMixin, ConfigMixin):
         """
         size = pixel_values.shape[-2:]
         # Sec. 3.4: alpha_lr and R are interpolated to the image's resolution, R goes through a sigmoid.
-        coarse_alpha = F.interpolate(
-            coarse_alpha.to(pixel_values.dtype), size=size, mode="bilinear"
-        )
+        coarse_alpha = F.interpolate(coarse_alpha.to(pixel_values.dtype), size=size, mode="bilinear")
         transparency = torch.sigmoid(
-            F.interpolate(
-                transparency_logits.to(pixel_values.dtype), size=size, mode="bilinear"
-            )
+            F.interpolate(transparency_logits.to(pixel_values.dtype), size=size, mode="bilinear")
         )
         details = [torch.cat([pixel_values, coarse_alpha, transparency], dim=1)]
         for conv in self.convstream:

@@ -50,16 +50,12 @@ def is_spconv_available(device_type: str = "cpu") -> bool:
     try:
         import spconv.pytorch  # noqa: F401
         from spconv.cppconstants import CPU_ONLY_BUILD
-    except (
-        Exception
-    ):  # a broken install (e.g. a CUDA wheel on a CPU-only torch) counts as absent
+    except Exception:  # a broken install (e.g. a CUDA wheel on a CPU-only torch) counts as absent
         return False
     return device_type == "cpu" or not CPU_ONLY_BUILD
 
 
-def uncertain_mask(
-    alpha: torch.Tensor, low: float = 0.01, high: float = 0.99
-) -> torch.Tensor:
+def uncertain_mask(alpha: torch.Tensor, low: float = 0.01, high: float = 0.99) -> torch.Tensor:
     """Boolean mask of the pixels the refiner convolves: `low < alpha < high` (appendix 6.3)."""
     return (alpha > low) & (alpha < high)
 
@@ -86,14 +82,11 @@ class SparseConvGroup(nn.Module):
     The last layer starts at zero, so an untrained group returns the interpolated alpha unchanged.
     """
 
-    def __init__(
-        self, in_channels: int, hidden_channels: tuple[int, ...], kernel_size: int
-    ):
+    def __init__(self, in_channels: int, hidden_channels: tuple[int, ...], kernel_size: int):
         super().__init__()
         channels = (in_channels, *hidden_channels, 1)
         self.convs = nn.ModuleList(
-            nn.Conv2d(i, o, kernel_size, padding=kernel_size // 2)
-            for i, o in zip(channels[:-1], channels[1:])
+            nn.Conv2d(i, o, kernel_size, padding=kernel_size // 2) for i, o in zip(channels[:-1], channels[1:])
         )
         nn.init.zeros_(self.convs[-1].weight)
         nn.init.zeros_(self.convs[-1].bias)
@@ -107,9 +100,7 @@ class SparseConvGroup(nn.Module):
                 x = F.relu(x)
         return x
 
-    def forward_torch(
-        self, features: torch.Tensor, neighbours: torch.Tensor, chunk_size: int
-    ) -> torch.Tensor:
+    def forward_torch(self, features: torch.Tensor, neighbours: torch.Tensor, chunk_size: int) -> torch.Tensor:
         """Pure-PyTorch submanifold convolutions over active-pixel features `(N, Cin)`, returns `(N, 1)`."""
         x = features
         for i, conv in enumerate(self.convs):
@@ -131,9 +122,7 @@ class SparseConvGroup(nn.Module):
         # CPU builds support the Native algorithm only; on CUDA spconv picks its own.
         algo = spconv.ConvAlgo.Native if features.device.type == "cpu" else None
         # `nonzero()` may return a transposed view: spconv reads the raw buffer, so make it contiguous.
-        x = spconv.SparseConvTensor(
-            features, coords.int().contiguous(), list(size), batch_size
-        )
+        x = spconv.SparseConvTensor(features, coords.int().contiguous(), list(size), batch_size)
         for i, conv in enumerate(self.convs):
             # A stand-in module run with our weights (functional_call), so gradients reach them on CUDA.
             kernel = spconv.SubMConv2d(
@@ -197,9 +186,7 @@ def _submanifold_conv(
         rows = neighbours[start : start + chunk_size]
         # index_select: about 2x faster than advanced indexing for this row gather on CPU
         window = padded.index_select(0, rows.reshape(-1)).view(rows.shape[0], -1)
-        chunks.append(
-            window @ matrix if bias is None else torch.addmm(bias, window, matrix)
-        )
+        chunks.append(window @ matrix if bias is None else torch.addmm(bias, window, matrix))
     return torch.cat(chunks)
 
 
@@ -208,9 +195,7 @@ class _ActiveSet:
 
     def __init__(self, mask: torch.Tensor):
         self.batch_size, self.height, self.width = mask.shape
-        self.coords = (
-            mask.nonzero()
-        )  # (N, 3); row-major order, so the flat keys are sorted
+        self.coords = mask.nonzero()  # (N, 3); row-major order, so the flat keys are sorted
         self.keys = self._flat(self.coords[:, 0], self.coords[:, 1], self.coords[:, 2])
 
     def __len__(self) -> int:
@@ -239,9 +224,7 @@ class _ActiveSet:
         return torch.stack(columns, dim=1)
 
 
-def _source_index(
-    dst: torch.Tensor, in_size: int, out_size: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _source_index(dst: torch.Tensor, in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Bilinear source taps and weight along one axis, as `F.interpolate(..., align_corners=False)` computes them."""
     scale = in_size / out_size
     src = ((dst.to(torch.float32) + 0.5) * scale - 0.5).clamp_(min=0)
@@ -321,8 +304,7 @@ class SparseMatteRefiner(ModelMixin, ConfigMixin):
             raise ValueError(f"`kernel_size` must be odd, got {kernel_size}.")
         if not 0.0 < uncertain_low < uncertain_high < 1.0:
             raise ValueError(
-                "Need 0 < `uncertain_low` < `uncertain_high` < 1, got "
-                f"{uncertain_low} and {uncertain_high}."
+                "Need 0 < `uncertain_low` < `uncertain_high` < 1, got " f"{uncertain_low} and {uncertain_high}."
             )
         if num_groups < 1 or group_scale_factor < 1.0:
             raise ValueError(
@@ -330,28 +312,18 @@ class SparseMatteRefiner(ModelMixin, ConfigMixin):
             )
         in_channels = 1 + context_channels + image_channels
         self.groups = nn.ModuleList(
-            SparseConvGroup(in_channels, tuple(hidden_channels), kernel_size)
-            for _ in range(num_groups)
+            SparseConvGroup(in_channels, tuple(hidden_channels), kernel_size) for _ in range(num_groups)
         )
 
-    def group_sizes(
-        self, alpha_size: tuple[int, int], image_size: tuple[int, int]
-    ) -> list[tuple[int, int]]:
+    def group_sizes(self, alpha_size: tuple[int, int], image_size: tuple[int, int]) -> list[tuple[int, int]]:
         """`(height, width)` of each group, coarse to fine; the last is `image_size`."""
         sizes = []
         for g in range(self.config.num_groups):
             factor = self.config.group_scale_factor ** (self.config.num_groups - 1 - g)
-            sizes.append(
-                tuple(
-                    min(full, max(low, round(full / factor)))
-                    for low, full in zip(alpha_size, image_size)
-                )
-            )
+            sizes.append(tuple(min(full, max(low, round(full / factor))) for low, full in zip(alpha_size, image_size)))
         return sizes
 
-    def resolve_backend(
-        self, backend: str, device: torch.device, needs_grad: bool
-    ) -> str:
+    def resolve_backend(self, backend: str, device: torch.device, needs_grad: bool) -> str:
         """The path `backend` means on `device`.
 
         `"auto"` takes spconv where it can run (CUDA with a CUDA build of spconv; CPU without gradients, as its
@@ -359,12 +331,8 @@ class SparseMatteRefiner(ModelMixin, ConfigMixin):
         CPU spconv needed 0.55-0.75x the CPU time of the PyTorch path (`benchmarks/results/highres_cpu.md`).
         """
         if backend not in SPARSE_REFINER_BACKENDS:
-            raise ValueError(
-                f"`backend` must be one of {SPARSE_REFINER_BACKENDS}, got {backend!r}."
-            )
-        spconv_ok = is_spconv_available(device.type) and not (
-            device.type == "cpu" and needs_grad
-        )
+            raise ValueError(f"`backend` must be one of {SPARSE_REFINER_BACKENDS}, got {backend!r}.")
+        spconv_ok = is_spconv_available(device.type) and not (device.type == "cpu" and needs_grad)
         if backend == "auto":
             return "spconv" if spconv_ok else "torch"
         if backend == "spconv" and not spconv_ok:
@@ -386,18 +354,14 @@ class SparseMatteRefiner(ModelMixin, ConfigMixin):
             ("context", context, self.config.context_channels),
         ):
             if tensor.ndim != 4 or tensor.shape[1] != channels:
-                raise ValueError(
-                    f"`{name}` must be (B, {channels}, H, W), got shape {tuple(tensor.shape)}."
-                )
+                raise ValueError(f"`{name}` must be (B, {channels}, H, W), got shape {tuple(tensor.shape)}.")
             if tensor.shape[0] != pixel_values.shape[0]:
                 raise ValueError(
                     f"`{name}` has batch size {tensor.shape[0]}, `pixel_values` has {pixel_values.shape[0]}."
                 )
         low, high = pixel_values.aminmax()
         if low < -1.0 - 1e-3 or high > 1.0 + 1e-3:
-            raise ValueError(
-                f"`pixel_values` must be normalised to [-1, 1], got values in [{low:.3g}, {high:.3g}]."
-            )
+            raise ValueError(f"`pixel_values` must be normalised to [-1, 1], got values in [{low:.3g}, {high:.3g}].")
 
     def forward(
         self,
@@ -434,42 +398,30 @@ class SparseMatteRefiner(ModelMixin, ConfigMixin):
 
         dtype = self.dtype
         alpha, context = alpha.to(dtype), context.to(dtype)
-        sizes = self.group_sizes(
-            tuple(alpha.shape[-2:]), tuple(pixel_values.shape[-2:])
-        )
+        sizes = self.group_sizes(tuple(alpha.shape[-2:]), tuple(pixel_values.shape[-2:]))
         # Gathering rows of a channels-last copy is faster than strided gathers; it is low resolution.
         context_nhwc = context.permute(0, 2, 3, 1).contiguous()
         num_active = []
         for group, size in zip(self.groups, sizes):
-            alpha = F.interpolate(
-                alpha, size=size, mode="bilinear", align_corners=False
-            )
+            alpha = F.interpolate(alpha, size=size, mode="bilinear", align_corners=False)
             image = _resize_image(pixel_values, size).to(dtype)
             if backend == "dense":
                 alpha, active = self._group_dense(group, alpha, context, image)
             else:
-                alpha, active = self._group_sparse(
-                    group, alpha, context_nhwc, image, backend, chunk_size
-                )
+                alpha, active = self._group_sparse(group, alpha, context_nhwc, image, backend, chunk_size)
             num_active.append(active)
 
         if not return_dict:
             return (alpha, tuple(num_active), tuple(sizes))
-        return SparseMatteRefinerOutput(
-            alpha=alpha, num_active=tuple(num_active), sizes=tuple(sizes)
-        )
+        return SparseMatteRefinerOutput(alpha=alpha, num_active=tuple(num_active), sizes=tuple(sizes))
 
     def _refine(self, alpha: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """Correction in logit space; `alpha` is strictly inside (uncertain_low, uncertain_high) here."""
         return torch.sigmoid(torch.logit(alpha) + delta)
 
     def _group_dense(self, group, alpha, context, image) -> tuple[torch.Tensor, int]:
-        mask = uncertain_mask(
-            alpha, self.config.uncertain_low, self.config.uncertain_high
-        )
-        context_up = F.interpolate(
-            context, size=alpha.shape[-2:], mode="bilinear", align_corners=False
-        )
+        mask = uncertain_mask(alpha, self.config.uncertain_low, self.config.uncertain_high)
+        context_up = F.interpolate(context, size=alpha.shape[-2:], mode="bilinear", align_corners=False)
         inputs = torch.cat([alpha, context_up, image], dim=1)
         del context_up
         delta = group.forward_dense(inputs, mask.to(alpha.dtype))
@@ -478,12 +430,8 @@ class SparseMatteRefiner(ModelMixin, ConfigMixin):
         safe = alpha.clamp(self.config.uncertain_low, self.config.uncertain_high)
         return torch.where(mask, self._refine(safe, delta), alpha), int(mask.sum())
 
-    def _group_sparse(
-        self, group, alpha, context_nhwc, image, backend, chunk_size
-    ) -> tuple[torch.Tensor, int]:
-        mask = uncertain_mask(
-            alpha[:, 0], self.config.uncertain_low, self.config.uncertain_high
-        )
+    def _group_sparse(self, group, alpha, context_nhwc, image, backend, chunk_size) -> tuple[torch.Tensor, int]:
+        mask = uncertain_mask(alpha[:, 0], self.config.uncertain_low, self.config.uncertain_high)
         active = _ActiveSet(mask)
         del mask
         if len(active) == 0:  # nothing uncertain: the interpolated alpha is the answer
@@ -513,9 +461,7 @@ class SparseMatteRefiner(ModelMixin, ConfigMixin):
             ]
         )
         if backend == "spconv":
-            delta = group.forward_spconv(
-                features, active.coords, tuple(alpha.shape[-2:]), alpha.shape[0]
-            )
+            delta = group.forward_spconv(features, active.coords, tuple(alpha.shape[-2:]), alpha.shape[0])
         else:
             neighbours = active.neighbours(self.config.kernel_size)
             delta = group.forward_torch(features, neighbours, chunk_size)

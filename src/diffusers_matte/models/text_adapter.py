@@ -43,9 +43,7 @@ class TextAdapter(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         if embed_dim % reduction != 0:
-            raise ValueError(
-                f"`embed_dim` ({embed_dim}) must be divisible by `reduction` ({reduction})."
-            )
+            raise ValueError(f"`embed_dim` ({embed_dim}) must be divisible by `reduction` ({reduction}).")
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"`ratio` must lie in [0, 1], got {ratio}.")
         hidden_dim = embed_dim // reduction
@@ -66,7 +64,4 @@ class TextAdapter(ModelMixin, ConfigMixin):
                 f"shape {tuple(encoder_hidden_states.shape)}."
             )
         ratio = self.config.ratio
-        return (
-            ratio * self.mlp(encoder_hidden_states)
-            + (1.0 - ratio) * encoder_hidden_states
-        )
+        return ratio * self.mlp(encoder_hidden_states) + (1.0 - ratio) * encoder_hidden_states

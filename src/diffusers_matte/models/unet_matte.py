@@ -19,9 +19,7 @@ import torch
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.attention_processor import Attention, AttnProcessor
-from diffusers.models.modeling_utils import (
-    ModelMixin,
-)  # noqa: F401  (pipelines look for it here)
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (pipelines look for it here)
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from diffusers.utils import BaseOutput, logging
@@ -228,9 +226,7 @@ class MatteUNet2DConditionModel(UNet2DConditionModel):
             addition_embed_type_num_heads=addition_embed_type_num_heads,
         )
         if prediction_head != "latent":
-            head = PREDICTION_HEADS[prediction_head](
-                block_out_channels[0], head_channels or block_out_channels[0]
-            )
+            head = PREDICTION_HEADS[prediction_head](block_out_channels[0], head_channels or block_out_channels[0])
             self.conv_out = head
             if out_channels != head.num_outputs:
                 self.register_to_config(out_channels=head.num_outputs)
@@ -254,19 +250,14 @@ class MatteUNet2DConditionModel(UNet2DConditionModel):
     def _optimise_self_attention(self, factors: Sequence[int]) -> None:
         """Install the per-level self-attention factors of section 3.3 (removal or down-sampled K/V)."""
         for name, block in self.named_modules():
-            if (
-                not isinstance(block, BasicTransformerBlock)
-                or block.only_cross_attention
-            ):
+            if not isinstance(block, BasicTransformerBlock) or block.only_cross_attention:
                 continue
             factor = factors[self._level_of(name)]
             if factor == -1:
                 block.attn1 = RemovedSelfAttention()
                 block.norm1 = nn.Identity()  # only fed the removed layer
             elif factor > 1:
-                block.attn1.set_processor(
-                    MatteAttnProcessor(block.attn1.query_dim, kv_downsample=factor)
-                )
+                block.attn1.set_processor(MatteAttnProcessor(block.attn1.query_dim, kv_downsample=factor))
 
     def _register_spatial_size_hooks(self) -> None:
         """Tell each attention layer its (h, w) grid: the transformer flattens the feature map before it."""
@@ -278,9 +269,7 @@ class MatteUNet2DConditionModel(UNet2DConditionModel):
 
         for module in self.modules():
             if isinstance(module, Transformer2DModel):
-                module._matte_attention_layers = [
-                    m for m in module.modules() if isinstance(m, Attention)
-                ]
+                module._matte_attention_layers = [m for m in module.modules() if isinstance(m, Attention)]
                 module.register_forward_pre_hook(hook, with_kwargs=True)
 
     @property
@@ -303,24 +292,16 @@ class MatteUNet2DConditionModel(UNet2DConditionModel):
                 processors = self.attn_processors
                 processors.update(kept)
                 super().set_attn_processor(processors)
-                logger.info(
-                    f"Kept the down-sampled K/V processors of {len(kept)} self-attention layers."
-                )
+                logger.info(f"Kept the down-sampled K/V processors of {len(kept)} self-attention layers.")
 
     def set_attn_processor(self, processor) -> None:
         """Like `UNet2DConditionModel.set_attn_processor`, but layers with down-sampled K/V keep their
         processor (and weights) when one processor is given for all layers; a dict must be explicit.
         """
         if isinstance(processor, dict):
-            dropped = [
-                n
-                for n, p in self.kv_downsample_processors.items()
-                if processor.get(n) is not p
-            ]
+            dropped = [n for n, p in self.kv_downsample_processors.items() if processor.get(n) is not p]
             if dropped:
-                logger.warning(
-                    f"Replacing the down-sampled K/V processors of {dropped}: their weights are dropped."
-                )
+                logger.warning(f"Replacing the down-sampled K/V processors of {dropped}: their weights are dropped.")
             return super().set_attn_processor(processor)
         with self._keeping_kv_downsampling():
             super().set_attn_processor(processor)
@@ -342,9 +323,7 @@ class MatteUNet2DConditionModel(UNet2DConditionModel):
         with self._keeping_kv_downsampling():
             super().unfuse_qkv_projections()
 
-    def set_use_memory_efficient_attention_xformers(
-        self, valid: bool, attention_op=None
-    ) -> None:
+    def set_use_memory_efficient_attention_xformers(self, valid: bool, attention_op=None) -> None:
         with self._keeping_kv_downsampling():
             super().set_use_memory_efficient_attention_xformers(valid, attention_op)
 
@@ -355,9 +334,7 @@ class MatteUNet2DConditionModel(UNet2DConditionModel):
         own initialisation instead of the uninitialised memory the fast loader leaves.
         """
         output_loading_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(
-            pretrained_model_name_or_path, output_loading_info=True, **kwargs
-        )
+        model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
         if info["missing_keys"]:
             model._initialise_missing(info["missing_keys"])
         return (model, info) if output_loading_info else model
@@ -374,9 +351,7 @@ class MatteUNet2DConditionModel(UNet2DConditionModel):
             elif hasattr(module, "reset_parameters"):
                 module.reset_parameters()
             else:
-                raise RuntimeError(
-                    f"Cannot initialise {name!r}, which the checkpoint does not contain."
-                )
+                raise RuntimeError(f"Cannot initialise {name!r}, which the checkpoint does not contain.")
 
     # ----------------------------------------------------------------------------------------------------
     # Prediction and capture
@@ -398,9 +373,7 @@ class MatteUNet2DConditionModel(UNet2DConditionModel):
         features = {}
         hook = None
         if output_features:
-            hook = self.conv_out.register_forward_pre_hook(
-                lambda _, args: features.update(x=args[0])
-            )
+            hook = self.conv_out.register_forward_pre_hook(lambda _, args: features.update(x=args[0]))
         try:
             timestep = torch.full(
                 (latents.shape[0],),
@@ -427,9 +400,7 @@ class MatteUNet2DConditionModel(UNet2DConditionModel):
         )
 
     @contextlib.contextmanager
-    def capture(
-        self, features: Sequence[str] = (), attention_maps: bool = False
-    ) -> Iterator[CapturedActivations]:
+    def capture(self, features: Sequence[str] = (), attention_maps: bool = False) -> Iterator[CapturedActivations]:
         """Capture intermediate features and attention maps of the forward passes run inside the block.
 
         Args:
@@ -450,15 +421,8 @@ class MatteUNet2DConditionModel(UNet2DConditionModel):
         missing = [name for name in features if name not in modules]
         if missing:
             top = sorted({n.split(".")[0] for n in modules if n})
-            raise ValueError(
-                f"`features` names no module of this UNet: {missing}. Top-level modules: {top}."
-            )
-        hooks = [
-            modules[name].register_forward_hook(
-                _make_feature_hook(captured.features, name)
-            )
-            for name in features
-        ]
+            raise ValueError(f"`features` names no module of this UNet: {missing}. Top-level modules: {top}.")
+        hooks = [modules[name].register_forward_hook(_make_feature_hook(captured.features, name)) for name in features]
         original = self.attn_processors if attention_maps else None
         try:
             if attention_maps:
@@ -510,9 +474,7 @@ class MatteUNet2DConditionModel(UNet2DConditionModel):
         config = _pruned_config(dict(teacher.config), variant)
         config.update(config_overrides)
         student = cls.from_config(config)
-        info = _copy_teacher_weights(
-            teacher, student, up_offset=1 if variant == "tiny" else 0
-        )
+        info = _copy_teacher_weights(teacher, student, up_offset=1 if variant == "tiny" else 0)
         logger.info(
             f"from_teacher({variant!r}): copied {len(info['copied_keys'])} tensors, initialised "
             f"{len(info['new_keys'])} new ones, left {len(info['unused_teacher_keys'])} teacher tensors unused."
@@ -534,9 +496,7 @@ def _check_kv_factors(factors: Sequence[int], num_levels: int) -> None:
         )
     bad = [f for f in factors if not isinstance(f, int) or (f < 1 and f != -1)]
     if bad:
-        raise ValueError(
-            f"`self_attention_kv_downsample` factors must be -1, 1 or k > 1; got {tuple(factors)}."
-        )
+        raise ValueError(f"`self_attention_kv_downsample` factors must be -1, 1 or k > 1; got {tuple(factors)}.")
 
 
 PER_LEVEL_KEYS = (
@@ -555,9 +515,7 @@ def _pruned_config(config: dict, variant: str | None) -> dict:
     if variant is None:
         return config
     if variant not in BKSDM_VARIANTS:
-        raise ValueError(
-            f"`variant` must be one of {BKSDM_VARIANTS} or None, got {variant!r}."
-        )
+        raise ValueError(f"`variant` must be one of {BKSDM_VARIANTS} or None, got {variant!r}.")
     num_levels = len(config["block_out_channels"])
     config["layers_per_block"] = 1
     if variant in ("small", "tiny"):
@@ -577,9 +535,7 @@ def _pruned_config(config: dict, variant: str | None) -> dict:
                 config[key] = tuple(value[:-1])
     kv = config.get("self_attention_kv_downsample")
     if kv is not None and len(kv) != len(config["block_out_channels"]):
-        config["self_attention_kv_downsample"] = (
-            None  # the teacher's factors do not fit the pruned levels
-        )
+        config["self_attention_kv_downsample"] = None  # the teacher's factors do not fit the pruned levels
     return config
 
 
@@ -587,9 +543,7 @@ _UP_LAYER = re.compile(r"^up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)$")
 _UP_OTHER = re.compile(r"^up_blocks\.(\d+)\.(.+)$")
 
 
-def _teacher_key(
-    student_key: str, up_offset: int, student_last: int, teacher_last: int
-) -> str:
+def _teacher_key(student_key: str, up_offset: int, student_last: int, teacher_last: int) -> str:
     """Teacher tensor name for a student tensor name (BK-SDM mapping)."""
     match = _UP_LAYER.match(student_key)
     if match:
@@ -603,9 +557,7 @@ def _teacher_key(
     return student_key  # down blocks keep their first layer under the same name; the rest is unchanged
 
 
-def _copy_teacher_weights(
-    teacher: nn.Module, student: nn.Module, up_offset: int
-) -> dict[str, list[str]]:
+def _copy_teacher_weights(teacher: nn.Module, student: nn.Module, up_offset: int) -> dict[str, list[str]]:
     teacher_state = teacher.state_dict()
     student_state = student.state_dict()
     teacher_last = _last_layer_index(teacher.config.layers_per_block)
@@ -628,16 +580,12 @@ def _last_layer_index(layers_per_block) -> int:
     """Index of the last layer of an up block (up blocks have layers_per_block + 1 layers)."""
     if isinstance(layers_per_block, (list, tuple)):
         if len(set(layers_per_block)) != 1:
-            raise ValueError(
-                f"from_teacher needs the same layers_per_block on every level, got {layers_per_block}."
-            )
+            raise ValueError(f"from_teacher needs the same layers_per_block on every level, got {layers_per_block}.")
         layers_per_block = layers_per_block[0]
     return layers_per_block
 
 
-def distillation_feature_pairs(
-    teacher_config, variant: str | None
-) -> list[tuple[str, str]]:
+def distillation_feature_pairs(teacher_config, variant: str | None) -> list[tuple[str, str]]:
     """(teacher module, student module) pairs whose outputs L_SG (eq. 3) aligns, following BK-SDM.
 
     Stage outputs of every down and up block, matched through the pruning; for "tiny", whose last down block
@@ -646,9 +594,7 @@ def distillation_feature_pairs(
     """
     num_levels = len(teacher_config.block_out_channels)
     if variant != "tiny":
-        names = [f"down_blocks.{i}" for i in range(num_levels)] + [
-            f"up_blocks.{i}" for i in range(num_levels)
-        ]
+        names = [f"down_blocks.{i}" for i in range(num_levels)] + [f"up_blocks.{i}" for i in range(num_levels)]
         return [(name, name) for name in names]
     last_attention = _last_layer_index(teacher_config.layers_per_block) - 1
     pairs = [(f"down_blocks.{i}", f"down_blocks.{i}") for i in range(num_levels - 2)]

@@ -43,9 +43,7 @@ def _pil_to_numpy(image: PIL.Image.Image, index: int) -> np.ndarray:
     if target == "I;16":
         array = np.asarray(image)
         if array.min() < 0 or array.max() > 65535:
-            raise _image_error(
-                index, "is a 32-bit integer image with values outside the 16-bit range"
-            )
+            raise _image_error(index, "is a 32-bit integer image with values outside the 16-bit range")
         return array.astype(np.uint16)
     return np.asarray(image.convert(target))
 
@@ -145,9 +143,7 @@ class SoftGroundingImageProcessor:
             size = (max(1, round(height * scale)), max(1, round(width * scale)))
             image = resize(image, size, resample)
         image = image * 2.0 - 1.0
-        pad_h, pad_w = (-image.shape[-2]) % self.pad_multiple, (
-            -image.shape[-1]
-        ) % self.pad_multiple
+        pad_h, pad_w = (-image.shape[-2]) % self.pad_multiple, (-image.shape[-1]) % self.pad_multiple
         image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
         return image, (pad_h, pad_w), original_size
 
@@ -163,9 +159,7 @@ class SoftGroundingImageProcessor:
         `padded_size`, crop the padding, resize to `output_size` (None: stay at processing resolution), clamp.
         """
         prediction = resize(prediction.float(), padded_size, "bilinear")
-        prediction = prediction[
-            ..., : padded_size[0] - padding[0], : padded_size[1] - padding[1]
-        ]
+        prediction = prediction[..., : padded_size[0] - padding[0], : padded_size[1] - padding[1]]
         if output_size is not None:
             prediction = resize(prediction, output_size, resample)
         return prediction.clamp(0.0, 1.0)
@@ -184,9 +178,7 @@ class SoftGroundingImageProcessor:
         return np.stack(arrays) if same_size else arrays
 
 
-def resize(
-    image: torch.Tensor, size: tuple[int, int], mode: str = "bilinear"
-) -> torch.Tensor:
+def resize(image: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
     """Resize `(N, C, H, W)` to `size`, antialiased when shrinking with a bilinear or bicubic filter."""
     if tuple(image.shape[-2:]) == tuple(size):
         return image
@@ -206,9 +198,7 @@ def alpha_to_pil(alpha: torch.Tensor | np.ndarray) -> PIL.Image.Image:
         alpha = alpha[..., 0]
     if alpha.ndim != 2:
         raise ValueError(f"`alpha` must hold one (H, W) map, got shape {alpha.shape}.")
-    return PIL.Image.fromarray(
-        np.round(np.clip(alpha, 0, 1) * 255).astype(np.uint8), mode="L"
-    )
+    return PIL.Image.fromarray(np.round(np.clip(alpha, 0, 1) * 255).astype(np.uint8), mode="L")
 
 
 # Foreground colour estimation ------------------------------------------------------------------------------------
@@ -217,9 +207,7 @@ def alpha_to_pil(alpha: torch.Tensor | np.ndarray) -> PIL.Image.Image:
 _NEIGHBOURS = ((0, 1), (2, 1), (1, 0), (1, 2))
 
 
-def _neighbour_weights(
-    alpha: torch.Tensor, eps_r: float, omega: float
-) -> list[torch.Tensor]:
+def _neighbour_weights(alpha: torch.Tensor, eps_r: float, omega: float) -> list[torch.Tensor]:
     """Smoothness weights eps_r + omega |alpha_i - alpha_j| towards each neighbour j (0 outside the image)."""
     height, width = alpha.shape[-2:]
     padded = F.pad(alpha, (1, 1, 1, 1))  # outside pixels get weight 0 below
@@ -227,20 +215,14 @@ def _neighbour_weights(
     weights = []
     for dy, dx in _NEIGHBOURS:
         neighbour = padded[..., dy : dy + height, dx : dx + width]
-        weights.append(
-            (eps_r + omega * (alpha - neighbour).abs())
-            * inside[..., dy : dy + height, dx : dx + width]
-        )
+        weights.append((eps_r + omega * (alpha - neighbour).abs()) * inside[..., dy : dy + height, dx : dx + width])
     return weights
 
 
 def _neighbour_sum(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
     height, width = x.shape[-2:]
     padded = F.pad(x, (1, 1, 1, 1))  # the weights are 0 outside the image
-    return sum(
-        w * padded[..., dy : dy + height, dx : dx + width]
-        for w, (dy, dx) in zip(weights, _NEIGHBOURS)
-    )
+    return sum(w * padded[..., dy : dy + height, dx : dx + width] for w, (dy, dx) in zip(weights, _NEIGHBOURS))
 
 
 def estimate_foreground(
@@ -308,7 +290,5 @@ def cutout(image: torch.Tensor, alpha: torch.Tensor) -> PIL.Image.Image:
         image: `(1, 3, H, W)` in [0, 1]; alpha: `(1, 1, H, W)` in [0, 1].
     """
     foreground, _ = estimate_foreground(image, alpha)
-    rgba = (
-        torch.cat([foreground, alpha.float()], dim=1)[0].permute(1, 2, 0).cpu().numpy()
-    )
+    rgba = torch.cat([foreground, alpha.float()], dim=1)[0].permute(1, 2, 0).cpu().numpy()
     return PIL.Image.fromarray(np.round(rgba * 255).astype(np.uint8), mode="RGBA")

@@ -49,9 +49,7 @@ EXAMPLE_DOC_STRING = """
 
 def tokenize(tokenizer, text_encoder, prompts: list[str]) -> tuple[torch.Tensor, int]:
     """Token ids padded and truncated to the text encoder's limit; returns `(ids, limit)`."""
-    max_length = min(
-        tokenizer.model_max_length, text_encoder.config.max_position_embeddings
-    )
+    max_length = min(tokenizer.model_max_length, text_encoder.config.max_position_embeddings)
     ids = tokenizer(
         prompts,
         padding="max_length",
@@ -62,9 +60,7 @@ def tokenize(tokenizer, text_encoder, prompts: list[str]) -> tuple[torch.Tensor,
     return ids.input_ids, max_length
 
 
-def encode_latents(
-    vae: AutoencoderKL, pixels: torch.Tensor, device: torch.device
-) -> torch.Tensor:
+def encode_latents(vae: AutoencoderKL, pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
     """`z_I`: the VAE posterior mode, scaled (no sampling: the prediction is deterministic)."""
     latents = vae.encode(pixels.to(device, vae.dtype)).latent_dist.mode()
     return latents * vae.config.scaling_factor
@@ -107,11 +103,7 @@ def _batches(indices, keys, batch_size: int) -> list[list[int]]:
     groups = defaultdict(list)
     for i in indices:
         groups[keys[i]].append(i)
-    return [
-        g[s : s + batch_size]
-        for g in groups.values()
-        for s in range(0, len(g), batch_size)
-    ]
+    return [g[s : s + batch_size] for g in groups.values() for s in range(0, len(g), batch_size)]
 
 
 class SoftGroundingMattingPipeline(DiffusionPipeline):
@@ -132,9 +124,7 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
             encoding (the resolution the models were trained at); `0` processes the image at its own size.
     """
 
-    model_cpu_offload_seq = (
-        "text_encoder->text_adapter->vae->unet->matting_decoder->refiner"
-    )
+    model_cpu_offload_seq = "text_encoder->text_adapter->vae->unet->matting_decoder->refiner"
     _optional_components = ["refiner"]
 
     def __init__(
@@ -158,26 +148,16 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
             matting_decoder=matting_decoder,
             refiner=refiner,
         )
-        self.register_to_config(
-            default_processing_resolution=default_processing_resolution
-        )
-        self.vae_scale_factor = (
-            2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
-        )
-        unet_factor = (
-            2 ** (len(unet.config.block_out_channels) - 1) if unet is not None else 8
-        )
+        self.register_to_config(default_processing_resolution=default_processing_resolution)
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
+        unet_factor = 2 ** (len(unet.config.block_out_channels) - 1) if unet is not None else 8
         # Padding to this multiple gives every UNet level a whole grid, so the skip connections line up.
-        self.image_processor = SoftGroundingImageProcessor(
-            pad_multiple=self.vae_scale_factor * unet_factor
-        )
+        self.image_processor = SoftGroundingImageProcessor(pad_multiple=self.vae_scale_factor * unet_factor)
 
     # Loading and publishing -------------------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(
-        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs
-    ):
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
         """Load from a local folder or a Hub id. A Hub id is downloaded with `snapshot_download` first: diffusers'
         own Hub download check refuses components whose code lives outside diffusers and transformers.
         """
@@ -186,33 +166,23 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
             from huggingface_hub import snapshot_download
 
             hub_kwargs = {
-                k: kwargs.pop(k)
-                for k in ("revision", "force_download", "proxies", "local_files_only")
-                if k in kwargs
+                k: kwargs.pop(k) for k in ("revision", "force_download", "proxies", "local_files_only") if k in kwargs
             }
-            hub_kwargs.update(
-                {k: kwargs[k] for k in ("cache_dir", "token") if k in kwargs}
-            )
+            hub_kwargs.update({k: kwargs[k] for k in ("cache_dir", "token") if k in kwargs})
             path = snapshot_download(path, **hub_kwargs)
         _import_component_modules(path)
         return super().from_pretrained(path, **kwargs)
 
-    def save_pretrained_with_code(
-        self, save_directory: str | os.PathLike, **kwargs
-    ) -> None:
+    def save_pretrained_with_code(self, save_directory: str | os.PathLike, **kwargs) -> None:
         """`save_pretrained`, plus the code of the pipeline and of its custom components, so that
         `DiffusionPipeline.from_pretrained(save_directory, trust_remote_code=True)` works without `diffusers_matte`.
         See `diffusers_matte.hub.save_pretrained_with_code`."""
         # Imported by name at call time: the exported copy of this file must not depend on diffusers_matte.
-        importlib.import_module("diffusers_matte.hub").save_pretrained_with_code(
-            self, save_directory, **kwargs
-        )
+        importlib.import_module("diffusers_matte.hub").save_pretrained_with_code(self, save_directory, **kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs) -> str:
         """Upload the pipeline with its code and a model card; see `diffusers_matte.hub.push_to_hub`."""
-        return importlib.import_module("diffusers_matte.hub").push_to_hub(
-            self, repo_id, **kwargs
-        )
+        return importlib.import_module("diffusers_matte.hub").push_to_hub(self, repo_id, **kwargs)
 
     # Inputs ------------------------------------------------------------------------------------------------------
 
@@ -237,23 +207,15 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
                     "one entry (a string or a list of strings) per image, or, for a single image, a list of strings."
                 )
         else:
-            raise TypeError(
-                f"`prompt` must be a string or a list, got {type(prompt).__name__}."
-            )
+            raise TypeError(f"`prompt` must be a string or a list, got {type(prompt).__name__}.")
         for i, prompts in enumerate(per_image):
             if len(prompts) == 0:
-                raise ValueError(
-                    f"Image {i} has no prompt; give at least one non-empty prompt per image."
-                )
+                raise ValueError(f"Image {i} has no prompt; give at least one non-empty prompt per image.")
             for p in prompts:
                 if not isinstance(p, str):
-                    raise TypeError(
-                        f"Prompts must be strings, got {type(p).__name__} for image {i}."
-                    )
+                    raise TypeError(f"Prompts must be strings, got {type(p).__name__} for image {i}.")
                 if not p.strip():
-                    raise ValueError(
-                        f"Image {i} has an empty prompt; describe the object to matte."
-                    )
+                    raise ValueError(f"Image {i} has an empty prompt; describe the object to matte.")
         return per_image
 
     def check_inputs(
@@ -274,17 +236,11 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
             ("resample_method_output", resample_method_output),
         ):
             if value not in RESAMPLE_METHODS:
-                raise ValueError(
-                    f"`{name}` must be one of {RESAMPLE_METHODS}, got {value!r}."
-                )
+                raise ValueError(f"`{name}` must be one of {RESAMPLE_METHODS}, got {value!r}.")
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(
-                f"`batch_size` must be a positive integer, got {batch_size!r}."
-            )
+            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
         if output_type not in OUTPUT_TYPES:
-            raise ValueError(
-                f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}."
-            )
+            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
         if num_inference_steps not in (None, 1):
             raise ValueError(
                 f"`num_inference_steps` must be 1 or None (the prediction is a single UNet step), got "
@@ -309,9 +265,7 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
         for p in prompts:
             ids = self.tokenizer(p).input_ids
             if len(ids) > max_length:
-                dropped = self.tokenizer.decode(
-                    ids[max_length - 1 : -1], skip_special_tokens=True
-                )
+                dropped = self.tokenizer.decode(ids[max_length - 1 : -1], skip_special_tokens=True)
                 logger.warning(
                     f"A prompt is longer than the text encoder's limit of {max_length} tokens and was truncated; "
                     f"the dropped part is {dropped!r}."
@@ -351,17 +305,11 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
             decoded.hidden_states,
         )
 
-    def refine(
-        self, image: torch.Tensor, alpha: torch.Tensor, context: torch.Tensor
-    ) -> torch.Tensor:
+    def refine(self, image: torch.Tensor, alpha: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Hook for the optional refiner: `image` `(1, 3, H, W)` in [0, 1] at the output size, `alpha` and `context`
         at the (unpadded) processing resolution. Returns the alpha `(1, 1, H, W)`."""
-        pixel_values = (image * 2.0 - 1.0).to(
-            self._execution_device, self.refiner.dtype
-        )
-        return self.refiner(
-            pixel_values=pixel_values, alpha=alpha, context=context
-        ).alpha
+        pixel_values = (image * 2.0 - 1.0).to(self._execution_device, self.refiner.dtype)
+        return self.refiner(pixel_values=pixel_values, alpha=alpha, context=context).alpha
 
     # Call --------------------------------------------------------------------------------------------------------
 
@@ -418,16 +366,11 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
 
         # Text: each distinct prompt once.
         distinct = list(dict.fromkeys(p for per_image in prompts for p in per_image))
-        text = dict(
-            zip(distinct, self.encode_prompt(distinct, device, batch_size).split(1))
-        )
+        text = dict(zip(distinct, self.encode_prompt(distinct, device, batch_size).split(1)))
 
         # Images: each encoded once; then (image, prompt) pairs. Batches only join items of equal padded grids.
         processed = [
-            self.image_processor.preprocess(
-                im, processing_resolution, resample_method_input
-            )
-            for im in images
+            self.image_processor.preprocess(im, processing_resolution, resample_method_input) for im in images
         ]
         grid = [tuple(pixels.shape[-2:]) for pixels, _, _ in processed]
         latents = {}
@@ -455,10 +398,7 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
                 )
         self.maybe_free_model_hooks()
 
-        fields = [
-            self.image_processor.format_output([r[f] for r in results], output_type)
-            for f in range(3)
-        ]
+        fields = [self.image_processor.format_output([r[f] for r in results], output_type) for f in range(3)]
         if not return_dict:
             return tuple(fields)
         return SoftGroundingMattingOutput(*fields)
@@ -474,12 +414,7 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
         if self.refiner is not None and match_input_resolution:
             crop = (padded_size[0] - padding[0], padded_size[1] - padding[1])
             alpha_lr = alpha[..., : crop[0], : crop[1]]
-            alpha = (
-                self.refine(image, alpha_lr, context[..., : crop[0], : crop[1]])
-                .float()
-                .clamp(0, 1)
-                .cpu()
-            )
+            alpha = self.refine(image, alpha_lr, context[..., : crop[0], : crop[1]]).float().clamp(0, 1).cpu()
         else:
             alpha = post(alpha, padded_size, padding, output_size, resample).cpu()
         size = tuple(alpha.shape[-2:])
