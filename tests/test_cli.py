@@ -187,16 +187,16 @@ def test_default_model_is_the_shipped_demo_checkpoint(capsys, images, model_dir,
         "--output-dir",
         tmp_path / "out",
     ]
-    monkeypatch.setattr(cli, "DEMO_MODEL_DIR", tmp_path / "no_demo_here")
+    monkeypatch.setattr(cli.common, "DEMO_MODEL_DIR", tmp_path / "no_demo_here")
     _assert_one_line_error(*_run(capsys, *args), "no demonstration checkpoint")
-    monkeypatch.setattr(cli, "DEMO_MODEL_DIR", Path(model_dir))
+    monkeypatch.setattr(cli.common, "DEMO_MODEL_DIR", Path(model_dir))
     code, err = _run(capsys, *args)
     assert code == 0, err
     assert (tmp_path / "out" / "cat_the-cat_alpha.png").is_file()
 
 
 def test_demo_checkpoint_location_is_inside_the_package():
-    package = Path(cli.__file__).parent
+    package = Path(cli.__file__).parents[1]
     assert cli.DEMO_MODEL_DIR == package / "assets" / "demo_model"
 
 

@@ -359,7 +359,7 @@ def test_cli_registration_resolution_override_and_usage_errors(synthetic, tmp_pa
     import datasets
 
     from diffusers_matte.cli import UsageError
-    from diffusers_matte.evaluation import add_evaluate_arguments, run_evaluate
+    from diffusers_matte.cli.evaluate import add_evaluate_arguments, run_evaluate
 
     parser = argparse.ArgumentParser()
     subparsers = parser.add_subparsers(dest="command")
@@ -398,7 +398,7 @@ def test_cli_registration_resolution_override_and_usage_errors(synthetic, tmp_pa
 def test_checkpoint_fingerprint_tells_retrained_weights_apart(tmp_path):
     import os
 
-    from diffusers_matte.evaluation import checkpoint_fingerprint
+    from diffusers_matte.cli.evaluate import checkpoint_fingerprint
 
     (tmp_path / "unet").mkdir()
     (tmp_path / "model_index.json").write_text('{"unet": ["diffusers_matte", "X"]}')

@@ -28,7 +28,7 @@ import sys
 from typing import Optional, Sequence
 
 from diffusers_matte.cli import UsageError
-from diffusers_matte.evaluation import add_evaluate_arguments, run_evaluate
+from diffusers_matte.cli.evaluate import add_evaluate_arguments, run_evaluate
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

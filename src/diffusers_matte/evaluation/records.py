@@ -1,0 +1,124 @@
+# Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
+"""The output folder of a run: ``run.json`` (what the numbers depend on) and the resumable ``samples.csv``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ..metrics import METRIC_NAMES
+
+SAMPLES_FILE = "samples.csv"
+
+
+HEADER_FILE = "run.json"
+
+
+METRICS_FILE = "metrics.json"
+
+
+TABLE_FILE = "results.md"
+
+
+OUTPUT_FILES = (SAMPLES_FILE, HEADER_FILE, METRICS_FILE, TABLE_FILE)
+
+
+CSV_COLUMNS = (
+    ("instance_id", "text_index", "text_type", "image_id", "height", "width")
+    + METRIC_NAMES
+    + ("seconds", "device", "text")
+)
+
+
+HEADER_FORMAT = 1
+
+
+class RunMismatchError(ValueError):
+    """The output folder holds results of a different run (model, protocol, data, ...)."""
+
+
+def check_header(output_dir: Path, header: Dict[str, Any], overwrite: bool) -> None:
+    """Writes ``run.json``, or checks that the one there describes the same run (else refuses / starts over)."""
+    header_path = output_dir / HEADER_FILE
+    existing = [name for name in OUTPUT_FILES if (output_dir / name).exists()]
+    if existing and not overwrite:
+        if not header_path.is_file():
+            raise RunMismatchError(
+                f"{output_dir} holds {existing} but no {HEADER_FILE}; use another output folder or overwrite."
+            )
+        previous = json.loads(header_path.read_text())
+        differences = {
+            key: (previous.get(key), header.get(key))
+            for key in sorted(set(previous) | set(header))
+            if previous.get(key) != header.get(key)
+        }
+        if differences:
+            listed = "; ".join(f"{key}: {old!r} there, {new!r} now" for key, (old, new) in differences.items())
+            raise RunMismatchError(
+                f"{output_dir} holds the results of a different run ({listed}); use another output folder, or "
+                "pass overwrite=True (--overwrite) to discard them."
+            )
+        return
+    for name in existing:
+        (output_dir / name).unlink()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    header_path.write_text(json.dumps(header, indent=1, sort_keys=True) + "\n")
+
+
+def read_samples_csv(path: Path) -> List[Dict[str, Any]]:
+    """Rows of a ``samples.csv`` with typed values; an incomplete last line (an interrupted write) is dropped."""
+    if not path.is_file():
+        return []
+    _drop_partial_line(path)
+    rows = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        for raw in csv.DictReader(handle):
+            # device may be empty; a cut-off row lacks its numbers
+            if any(raw.get(n) in (None, "") for n in CSV_COLUMNS if n != "device"):
+                continue
+            rows.append(_typed(raw))
+    return rows
+
+
+def _typed(raw: Dict[str, str]) -> Dict[str, Any]:
+    row: Dict[str, Any] = dict(raw)
+    for name in ("text_index", "height", "width"):
+        row[name] = int(raw[name])
+    for name in METRIC_NAMES + ("seconds",):
+        row[name] = float(raw[name])
+    return row
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cuts the file after its last newline, so that appending starts on a fresh line."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+class CsvAppender:
+    """Appends sample rows to the CSV, flushed to disk after each batch."""
+
+    def __init__(self, path: Optional[Path]):
+        self.handle = None
+        if path is None:
+            return
+        new = not path.is_file() or path.stat().st_size == 0
+        self.handle = open(path, "a", newline="", encoding="utf-8")
+        self.writer = csv.DictWriter(self.handle, fieldnames=CSV_COLUMNS)
+        if new:
+            self.writer.writeheader()
+
+    def write(self, rows: List[Dict[str, Any]]) -> None:
+        if self.handle is None:
+            return
+        self.writer.writerows(rows)  # floats as repr: they read back exactly
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
