@@ -27,7 +27,11 @@ EXTRAS = {
     # spconv's CPU build runs the forward pass only; on CUDA install the spconv-cu12x wheel instead.
     "sparse": ["spconv>=2.3"],
     "train": ["tensorboard>=2.14"],
-    "dev": ["pytest>=8.0", "black>=24.0", "ruff>=0.6"],
+    # `diffusers-matte demo` (and examples/app.py, a Hugging Face Space) and `diffusers-matte video`.
+    "demo": ["gradio>=6.0"],
+    "video": ["av>=12.0"],
+    # The browser test drives Debian's Chromium (apt-get install chromium) with Playwright's Python package.
+    "dev": ["pytest>=8.0", "black>=24.0", "ruff>=0.6", "playwright>=1.40"],
 }
 
 setup(
