@@ -1,12 +1,17 @@
 # Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
+import json
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import pytest
 
+import diffusers_matte
 from diffusers_matte import cli
 from diffusers_matte.pipelines import SoftGroundingMattingPipeline
 from diffusers_matte.pipelines.soft_grounding.image_processor import load_image
@@ -64,7 +69,7 @@ def test_predict_writes_alpha_pngs_for_every_image_and_prompt(capsys, images, mo
     ]
     code, err = _run(capsys, *args, "--output-dir", out, "--processing-resolution", 24)
     assert code == 0, err
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.glob("*.png"))
     assert names == [
         "cat_a-dog_alpha.png",
         "cat_the-cat_alpha.png",
@@ -96,7 +101,7 @@ def test_predict_globs_and_cutouts(capsys, images, model_dir, tmp_path):
     ]
     code, err = _run(capsys, *args, "--cutout")
     assert code == 0, err
-    assert [p.name for p in out.iterdir()] == ["cat_the-cat_cutout.png"]
+    assert [p.name for p in out.glob("*.png")] == ["cat_the-cat_cutout.png"]
     cutout = PIL.Image.open(out / "cat_the-cat_cutout.png")
     assert cutout.mode == "RGBA" and cutout.size == (44, 30)
     assert _run(capsys, *args)[0] == 0  # the alpha next to it: the cut-out carries the same matte
@@ -120,6 +125,7 @@ def test_refuses_to_overwrite_unless_asked(capsys, images, model_dir, tmp_path):
     target = out / "cat_the-cat_alpha.png"
     target.write_bytes(b"keep me")
     _assert_one_line_error(*_run(capsys, *args), "--overwrite")
+    _assert_one_line_error(*_run(capsys, *args), "--skip-existing")
     assert target.read_bytes() == b"keep me"
     assert _run(capsys, *args, "--overwrite")[0] == 0
     assert PIL.Image.open(target).size == (44, 30)
@@ -127,19 +133,30 @@ def test_refuses_to_overwrite_unless_asked(capsys, images, model_dir, tmp_path):
 
 BAD_INPUTS = {
     "missing file": (["{d}/missing.png", "--prompt", "a"], "no such file or folder"),
-    "glob without match": (["{d}/*.gif", "--prompt", "a"], "no image matches"),
+    "glob without match": (["{d}/*.xyz", "--prompt", "a"], "no image matches"),
     "folder without images": (["{d}/empty", "--prompt", "a"], "no image files"),
     "unreadable image": (["{d}/broken.png", "--prompt", "a"], "cannot read image"),
-    "unsupported colour mode": (
-        ["{d}/cmyk.jpg", "--prompt", "a"],
-        "unsupported PIL mode 'CMYK'",
+    "float image without colour meaning": (["{d}/float.tif", "--prompt", "a"], "mode 'F'"),
+    "image above --max-megapixels": (
+        ["{d}/cat.png", "--prompt", "a", "--max-megapixels", "0.001"],
+        "44x30 (0.0 megapixels), above the limit of 0.001 megapixels; pass a larger --max-megapixels",
+    ),
+    "non-positive --max-megapixels": (["{d}/cat.png", "--prompt", "a", "--max-megapixels", "0"], "positive"),
+    "output folder is a file": (["{d}/cat.png", "--prompt", "a", "--output-dir", "{d}/cat.png"], "is a file"),
+    "output folder under a file": (
+        ["{d}/cat.png", "--prompt", "a", "--output-dir", "{d}/cat.png/out"],
+        "cannot be created",
+    ),
+    "both --overwrite and --skip-existing": (
+        ["{d}/cat.png", "--prompt", "a", "--overwrite", "--skip-existing"],
+        "not allowed with",
+    ),
+    "output that is an input": (
+        ["{d}/sub", "--prompt", "a", "--output-dir", "{d}/sub"],
+        "is an input and would be an output",
     ),
     "no prompt": (["{d}/cat.png"], "required: --prompt"),
     "empty prompt": (["{d}/cat.png", "--prompt", " "], "must not be empty"),
-    "prompts with one file name": (
-        ["{d}/cat.png", "--prompt", "a", "--prompt", "A!"],
-        "same file name",
-    ),
     "two inputs with one stem": (
         ["{d}/cat.png", "{d}/sub/cat.png", "--prompt", "a"],
         "write the same outputs",
@@ -166,12 +183,183 @@ def test_bad_input_exits_2_with_one_line(capsys, images, model_dir, case):
     (images / "sub").mkdir()
     (images / "sub" / "cat.png").write_bytes((images / "cat.png").read_bytes())
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    PIL.Image.new("CMYK", (8, 8)).save(images / "cmyk.jpg")
+    PIL.Image.fromarray(np.full((4, 4), 300.0, np.float32)).save(images / "float.tif")
+    (images / "sub" / "cat_a_alpha.png").write_bytes((images / "cat.png").read_bytes())
     argv, fragment = BAD_INPUTS[case]
     argv = [a.format(d=images) for a in argv]
     if "--model" not in argv:
         argv += ["--model", str(model_dir)]
     _assert_one_line_error(*_run(capsys, "predict", *argv), fragment)
+
+
+def _exif_rotated_jpeg(path, stored=(128, 200), orientation=6):
+    """A JPEG stored `stored = (height, width)` with an EXIF Orientation tag, as phones write them."""
+    rng = np.random.default_rng(1)
+    image = PIL.Image.fromarray(rng.integers(0, 256, (*stored, 3), dtype=np.uint8))
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(path, exif=exif, quality=95)
+    return path
+
+
+def _predict(capsys, inputs, out, model_dir, *extra, prompts=("the cat",)):
+    prompt_args = [a for p in prompts for a in ("--prompt", p)]
+    return _run(capsys, "predict", *inputs, *prompt_args, "--model", model_dir, "--output-dir", out, *extra)
+
+
+def test_exif_orientation_is_applied(capsys, model_dir, tmp_path):
+    photo = _exif_rotated_jpeg(tmp_path / "phone.jpg")  # stored 200 wide x 128 high, displayed 128 x 200
+    code, err = _predict(capsys, [photo], tmp_path / "out", model_dir)
+    assert code == 0, err
+    alpha = PIL.Image.open(tmp_path / "out" / "phone_the-cat_alpha.png")
+    assert alpha.size == (128, 200)  # lines up with the photo as it is shown
+    upright = PIL.ImageOps.exif_transpose(PIL.Image.open(photo))
+    torch_image = cli.read_image(photo)
+    np.testing.assert_allclose(torch_image[0].permute(1, 2, 0).numpy() * 255, np.asarray(upright), atol=0.5)
+
+
+def test_cmyk_bilevel_and_gif_files_are_read_in_folders_and_alone(capsys, model_dir, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    PIL.Image.new("CMYK", (20, 12), (0, 255, 255, 0)).save(folder / "print.jpg")
+    PIL.Image.new("1", (16, 16), 1).save(folder / "scan.png")
+    PIL.Image.new("P", (10, 14)).save(folder / "anim.gif")
+    code, err = _predict(capsys, [folder], tmp_path / "out", model_dir)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
+        "anim_the-cat_alpha.png",
+        "print_the-cat_alpha.png",
+        "scan_the-cat_alpha.png",
+    ]
+    red = cli.read_image(folder / "print.jpg")[0, :, 6, 10]  # CMYK (0, 255, 255, 0) is red, not refused
+    assert red[0] > 0.9 and red[1] < 0.1 and red[2] < 0.1
+    assert _predict(capsys, [folder / "anim.gif"], tmp_path / "one", model_dir)[0] == 0
+
+
+def test_a_decompression_bomb_gets_one_line_before_decoding(capsys, model_dir, tmp_path, recwarn):
+    PIL.Image.new("P", (10000, 10000)).save(tmp_path / "bomb.png")  # 12 KB, 100 megapixels
+    code, err = _predict(capsys, [tmp_path / "bomb.png"], tmp_path / "out", model_dir)
+    _assert_one_line_error(code, err, "10000x10000 (100.0 megapixels), above the limit of 50 megapixels")
+    assert not [w for w in recwarn if issubclass(w.category, PIL.Image.DecompressionBombWarning)]
+    assert not (tmp_path / "out").exists()
+    from diffusers_matte.pipelines.soft_grounding import image_processor
+
+    assert cli.DEFAULT_MAX_MEGAPIXELS == image_processor.DEFAULT_MAX_MEGAPIXELS  # the parser's copy agrees
+
+
+def test_output_folder_problems_are_found_before_the_model_loads(capsys, images, tmp_path, monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(cli.predict, "load_pipeline", no_loading)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for out, fragment in ((blocker, "is a file, not a folder"), (blocker / "sub", "cannot be created")):
+        code, err = _run(capsys, "predict", images / "cat.png", "--prompt", "a", "--output-dir", out)
+        _assert_one_line_error(code, err, fragment)
+
+
+def test_symlinks_in_the_output_folder_are_never_followed(capsys, images, model_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    outside = tmp_path / "outside.png"
+    link = out / "cat_the-cat_alpha.png"
+    link.symlink_to(outside)  # dangling: today's code would create outside.png
+    for extra in ((), ("--overwrite",), ("--skip-existing",)):
+        code, err = _predict(capsys, [images / "cat.png"], out, model_dir, *extra)
+        _assert_one_line_error(code, err, "symbolic link")
+        assert not outside.exists() and link.is_symlink()
+    outside.write_bytes(b"someone else's file")
+    code, err = _predict(capsys, [images / "cat.png"], out, model_dir, "--overwrite")
+    _assert_one_line_error(code, err, "symbolic link")
+    assert outside.read_bytes() == b"someone else's file"
+
+
+def test_written_files_replace_atomically(capsys, images, model_dir, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert _predict(capsys, [images / "cat.png"], out, model_dir)[0] == 0
+    target = out / "cat_the-cat_alpha.png"
+    before = target.read_bytes()
+
+    def broken_save(self, fp, format=None, **params):
+        fp.write(b"half a PNG")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(PIL.Image.Image, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        cli.main(["predict", str(images / "cat.png"), "--prompt", "the cat", "--model", str(model_dir),
+                  "--output-dir", str(out), "--overwrite"])  # fmt: skip
+    assert target.read_bytes() == before  # the old file is whole, and no partial file stays
+    assert sorted(p.name for p in out.iterdir()) == ["cat_the-cat_alpha.png", "diffusers-matte-outputs.json"]
+
+
+def test_skip_existing_continues_an_interrupted_batch(capsys, images, model_dir, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    prompts = ("the cat", "a dog")
+    assert _predict(capsys, [images / "cat.png"], out, model_dir, prompts=prompts)[0] == 0
+    kept = out / "cat_the-cat_alpha.png"
+    kept.write_bytes(b"kept")
+    (out / "cat_a-dog_alpha.png").unlink()
+    calls = []
+    original = SoftGroundingMattingPipeline.__call__
+
+    def counting_call(self, image, prompt, **kwargs):
+        calls.append(list(prompt))
+        return original(self, image, prompt, **kwargs)
+
+    monkeypatch.setattr(SoftGroundingMattingPipeline, "__call__", counting_call)
+    code, err = _predict(capsys, [images], out, model_dir, "--skip-existing", prompts=prompts)
+    assert code == 0, err
+    assert calls == [["a dog"], ["the cat", "a dog"]]  # only what is missing: one prompt of cat, all of dog
+    assert kept.read_bytes() == b"kept"
+    assert len(list(out.glob("*.png"))) == 4 and "kept 1 existing" in err
+    calls.clear()
+    code, err = _predict(capsys, [images], out, model_dir, "--skip-existing", prompts=prompts)
+    assert code == 0 and calls == [] and "nothing to do" in err
+
+
+def test_outputs_in_the_input_folder_are_not_read_back(capsys, images, model_dir):
+    args = [images, "--prompt", "the cat", "--model", model_dir, "--output-dir", images]
+    assert _run(capsys, "predict", *args)[0] == 0
+    code, err = _run(capsys, "predict", *args, "--skip-existing")
+    assert code == 0, err
+    assert "nothing to do" in err
+    assert sorted(p.name for p in images.glob("*_alpha.png")) == ["cat_the-cat_alpha.png", "dog_the-cat_alpha.png"]
+    assert [p.name for p in cli.expand_inputs([str(images)])] == ["cat.png", "dog.jpg"]
+
+
+def test_any_prompts_get_unique_readable_file_names(capsys, images, model_dir, tmp_path):
+    shared = "the small brown dog sitting on the left of the sofa"  # longer than the 40-character names
+    prompts = (f"{shared}, awake", f"{shared}, asleep", "一只猫", "一只狗", "la niña", "a dog", "A dog!")
+    out = tmp_path / "out"
+    code, err = _predict(capsys, [images / "cat.png"], out, model_dir, prompts=prompts)
+    assert code == 0, err
+    manifest = json.loads((out / "diffusers-matte-outputs.json").read_text(encoding="utf-8"))
+    names = manifest["prompts"]
+    assert sorted(names) == sorted(prompts) and len(set(names.values())) == len(prompts)
+    assert names["一只猫"] == "一只猫" and names["la niña"] == "la-niña" and names["a dog"] == "a-dog"
+    assert re.fullmatch(r"a-dog-[0-9a-f]{8}", names["A dog!"])
+    assert all(re.fullmatch(r"the-small-brown-dog-sitting-on-the-left-[0-9a-f]{8}", names[p]) for p in prompts[:2])
+    for prompt, name in names.items():
+        file = out / f"cat_{name}_alpha.png"
+        assert file.is_file() and manifest["outputs"][file.name]["prompt"] == prompt
+    assert "file names:" in err and "A dog!" in err
+    # a second run keeps the names the folder gave, whatever other prompts come with them
+    code, err = _predict(capsys, [images / "cat.png"], out, model_dir, "--skip-existing", prompts=("A dog!",))
+    assert code == 0 and "nothing to do" in err
+
+
+def test_help_is_fast_and_version_works():
+    command = [sys.executable, "-m", "diffusers_matte.cli"]
+    start = time.perf_counter()
+    result = subprocess.run([*command, "--help"], capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0 and "predict" in result.stdout
+    assert elapsed < 3.0, elapsed  # about 0.5 s; the bound leaves room for a loaded test machine
+    probe = "import sys, diffusers_matte.cli as c; c.build_parser(); print(sorted({'torch', 'diffusers'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "[]"
+    version = subprocess.run([*command, "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.strip() == f"diffusers-matte {diffusers_matte.__version__}"
 
 
 def test_unknown_subcommand(capsys):
@@ -192,6 +380,10 @@ def test_default_model_is_the_shipped_demo_checkpoint(capsys, images, model_dir,
     monkeypatch.setattr(cli.common, "DEMO_MODEL_DIR", Path(model_dir))
     code, err = _run(capsys, *args)
     assert code == 0, err
+    assert [line for line in err.splitlines() if "demonstration model" in line] == [
+        "diffusers-matte: using the built-in demonstration model (small, trained on synthetic scenes only); pass "
+        "--model for a real checkpoint"
+    ]
     assert (tmp_path / "out" / "cat_the-cat_alpha.png").is_file()
 
 

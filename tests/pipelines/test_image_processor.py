@@ -5,12 +5,17 @@ import pytest
 import torch
 
 from diffusers_matte.pipelines.soft_grounding.image_processor import (
+    DEFAULT_MAX_MEGAPIXELS,
+    ImageTooLargeError,
     SoftGroundingImageProcessor,
     alpha_to_pil,
+    check_image_size,
     cutout,
     estimate_foreground,
     load_image,
     load_images,
+    open_image,
+    to_rgb_pil,
 )
 
 
@@ -52,7 +57,12 @@ def test_grayscale_inputs_become_three_equal_channels():
 @pytest.mark.parametrize(
     "bad, message",
     [
-        (PIL.Image.new("CMYK", (4, 4)), "unsupported PIL mode 'CMYK'"),
+        (PIL.Image.new("La", (4, 4)), "mode 'La', which PIL cannot convert to RGB"),
+        (np.zeros((0, 4, 3), np.uint8), r"is empty \(shape \(0, 4, 3\)\)"),
+        (torch.zeros(3, 4, 0), r"is empty \(shape \(3, 4, 0\)\)"),
+        (np.zeros((0, 4, 4, 3), np.uint8), "is empty"),
+        (PIL.Image.new("RGB", (0, 3)), "is empty"),
+        (PIL.Image.fromarray(np.full((4, 4), 300.0, np.float32)), r"mode 'F'\) with values in \[300, 300\]"),
         (np.zeros((4, 4, 5), np.uint8), "5 channels"),
         (np.zeros((4, 4, 3), np.int16), "dtype int16"),
         (np.full((4, 4, 3), 1.5, np.float32), r"outside \[0, 1\]"),
@@ -157,3 +167,92 @@ def test_cutout_is_rgba_with_estimated_colours():
         np.abs(rgba[..., :3][mixed.numpy()] - f).mean()
         < np.abs(image[0].permute(1, 2, 0).numpy()[mixed.numpy()] - f).mean()
     )
+
+
+# Reading images as people see them ------------------------------------------------------------------------------
+
+
+def _phone_photo(path, orientation=6):
+    """Stored 200 wide x 128 high with an EXIF Orientation tag; displayed 128 x 200 (orientation 6: rotate)."""
+    stored = _rgb_uint8(128, 200, seed=3)
+    image = PIL.Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(path, exif=exif)  # PNG keeps the pixels exact
+    return stored
+
+
+@pytest.mark.parametrize("orientation, upright", [(3, lambda a: a[::-1, ::-1]), (6, lambda a: np.rot90(a, -1))])
+def test_exif_orientation_is_applied_on_every_pil_path(tmp_path, orientation, upright):
+    stored = _phone_photo(tmp_path / "phone.png", orientation)
+    expected = torch.from_numpy(upright(stored).copy()).permute(2, 0, 1)[None] / 255.0
+    torch.testing.assert_close(load_image(PIL.Image.open(tmp_path / "phone.png")), expected)  # the pipeline's path
+    opened = open_image(tmp_path / "phone.png")
+    assert opened.size == (expected.shape[-1], expected.shape[-2])
+    torch.testing.assert_close(load_image(opened), expected)  # applying it twice changes nothing
+    np.testing.assert_array_equal(np.asarray(to_rgb_pil(opened)), upright(stored))
+    # numpy arrays and tensors are taken as they are
+    assert load_image(stored).shape == (1, 3, 128, 200)
+
+
+def test_modes_pil_converts_are_converted():
+    cmyk = load_image(PIL.Image.new("CMYK", (5, 3), (0, 255, 255, 0)))
+    torch.testing.assert_close(cmyk[0, :, 0, 0], torch.tensor([1.0, 0.0, 0.0]))  # red, as PIL shows it
+    bilevel = load_image(PIL.Image.new("1", (4, 4), 1))
+    assert bilevel.shape == (1, 3, 4, 4) and bool((bilevel == 1).all())
+    for mode in ("YCbCr", "HSV", "RGBa", "PA"):
+        assert load_image(PIL.Image.new(mode, (4, 4))).shape == (1, 3, 4, 4), mode
+    unit = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
+    torch.testing.assert_close(load_image(PIL.Image.fromarray(unit))[0, 0], torch.from_numpy(unit))
+    gray = PIL.Image.fromarray((unit * 255).round().astype(np.uint8))
+    torch.testing.assert_close(load_image(gray.convert("F")), load_image(gray))  # PIL's own 0..255 float scale
+
+
+def _tiff32(path, values, signed=True, max_sample=None):
+    image = PIL.Image.fromarray(np.asarray(values, np.int32))
+    tags = {}
+    if not signed:
+        tags[339] = 1  # SampleFormat: unsigned integer
+    if max_sample is not None:
+        tags[281] = max_sample  # MaxSampleValue
+    image.save(path, tiffinfo=tags)
+    return path
+
+
+def test_32_bit_integer_tiffs_are_scaled_by_what_the_file_means(tmp_path):
+    values = np.array([[0, 1 << 20], [1 << 30, (1 << 31) - 1]])
+    signed = load_image(open_image(_tiff32(tmp_path / "signed.tif", values)))[0, 0]
+    torch.testing.assert_close(signed, torch.from_numpy(values / (2**31 - 1)).float())
+    # a file that says its white level (today: divided by 65535 whatever it says)
+    said = load_image(PIL.Image.open(_tiff32(tmp_path / "said.tif", [[0, 500], [1000, 250]], max_sample=1000)))
+    torch.testing.assert_close(said[0, 0], torch.tensor([[0.0, 0.5], [1.0, 0.25]]))
+    with pytest.raises(ValueError, match="negative values"):
+        load_image(PIL.Image.open(_tiff32(tmp_path / "negative.tif", [[-5, 0]])))
+    # "I" images without such a meaning (PIL decodes 16-bit PGM to "I" on 0..65535) keep the 16-bit range
+    pgm = tmp_path / "deep.pgm"
+    pgm.write_bytes(b"P5\n2 1\n1000\n" + np.array([0, 1000], ">u2").tobytes())
+    torch.testing.assert_close(load_image(open_image(pgm))[0, 0], torch.tensor([[0.0, 1.0]]))
+
+
+def test_open_image_checks_the_size_before_decoding(tmp_path, recwarn):
+    PIL.Image.new("P", (10000, 10000)).save(tmp_path / "bomb.png")  # 12 KB, 100 megapixels
+    with pytest.raises(ImageTooLargeError, match=r"10000x10000 \(100.0 megapixels\), above the limit of 50 "):
+        open_image(tmp_path / "bomb.png")
+    assert DEFAULT_MAX_MEGAPIXELS == 50
+    assert not [w for w in recwarn if issubclass(w.category, PIL.Image.DecompressionBombWarning)]
+    opened = open_image(tmp_path / "bomb.png", max_megapixels=101)  # asked for: read, without PIL's warning
+    assert opened.size == (10000, 10000) and not recwarn.list
+    check_image_size((4000, 3000), 12)
+    with pytest.raises(ImageTooLargeError):
+        check_image_size((4001, 3000), 12)
+    with pytest.raises(ValueError, match="positive"):
+        check_image_size((1, 1), 0)
+
+
+def test_the_pipeline_refuses_an_empty_image_clearly():
+    from diffusers_matte.pipelines import SoftGroundingMattingPipeline
+    from diffusers_matte.testing import get_dummy_components
+
+    pipe = SoftGroundingMattingPipeline(**get_dummy_components())
+    with pytest.raises(ValueError, match=r"`image\[0\]` is empty"):
+        pipe(np.zeros((0, 8, 3), np.uint8), "a dog")

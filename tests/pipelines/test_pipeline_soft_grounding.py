@@ -222,8 +222,8 @@ def test_any_size_aspect_and_input_kind(pipe):
     np.testing.assert_allclose(out.alpha[0], single.alpha[0], atol=1e-5)
     sixteen = pipe(wide.astype(np.uint16) * 257, "a dog", processing_resolution=32)
     np.testing.assert_allclose(sixteen.alpha, single.alpha, atol=1e-5)
-    with pytest.raises(ValueError, match="unsupported PIL mode 'CMYK'"):
-        pipe(PIL.Image.new("CMYK", (8, 8)), "a dog")
+    with pytest.raises(ValueError, match="mode 'La', which PIL cannot convert"):
+        pipe(PIL.Image.new("La", (8, 8)), "a dog")
 
 
 def test_processing_resolution_and_match_input_resolution(pipe):

@@ -16,19 +16,39 @@ import importlib
 import sys
 from typing import Callable, List, Optional
 
-from .common import DEMO_MODEL_DIR, EXIT_USAGE, Parser, UsageError, load_pipeline, read_image, resolve_device_and_dtype
+from .common import (
+    DEFAULT_MAX_MEGAPIXELS,
+    DEMO_MODEL_DIR,
+    EXIT_USAGE,
+    Parser,
+    UsageError,
+    check_max_megapixels,
+    check_output_dir,
+    check_writable_target,
+    expand_inputs,
+    load_pipeline,
+    read_image,
+    resolve_device_and_dtype,
+    write_atomically,
+)
 
 __all__ = [
     "COMMANDS",
+    "DEFAULT_MAX_MEGAPIXELS",
     "DEMO_MODEL_DIR",
     "EXIT_USAGE",
     "UsageError",
     "build_parser",
+    "check_max_megapixels",
+    "check_output_dir",
+    "check_writable_target",
+    "expand_inputs",
     "load_pipeline",
     "main",
     "read_image",
     "resolve_device_and_dtype",
     "subcommand",
+    "write_atomically",
 ]
 
 COMMANDS = ("predict", "evaluate", "demo", "video")
@@ -42,7 +62,11 @@ def subcommand(register: Callable) -> Callable:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of the `diffusers-matte` command, with every subcommand of `COMMANDS` and `subcommand`."""
+    from .. import __version__
+
     parser = Parser(prog="diffusers-matte", description="Text-grounded alpha matting with diffusion models.")
+    parser.add_argument("--version", action="version", version=f"diffusers-matte {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)

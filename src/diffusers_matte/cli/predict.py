@@ -1,11 +1,46 @@
 # Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
-"""`diffusers-matte predict`: one alpha PNG (or RGBA cut-out) per image and prompt."""
+"""`diffusers-matte predict`: one alpha PNG (or RGBA cut-out) per image and prompt.
 
+What it writes, and where:
+
+- `<output-dir>/<image stem>_<prompt name>_alpha.png` (or `_cutout.png`) per image and prompt, and
+  `<output-dir>/diffusers-matte-outputs.json`, which maps each prompt to its name and each file to its image and
+  prompt. A prompt's name is the prompt in lower case with runs of anything but letters and digits (of any
+  script) turned into "-"; a short hash of the prompt is added when that name is cut at 40 characters, is empty,
+  or is already an earlier prompt's (in the order of `--prompt`), so that names stay readable and unique. A prompt keeps the name the folder's
+  JSON gave it before.
+- Every file is written to a temporary file in the output folder, then renamed into place: an interrupted run
+  leaves no half-written PNG, and a symbolic link in the output folder is never followed (one in the way of an
+  output is refused).
+- Existing outputs are refused unless `--overwrite` (replace them) or `--skip-existing` (keep them and compute
+  only the missing ones, which continues an interrupted run). Files the folder's JSON lists as outputs are not
+  read back as inputs when the output folder is also an input folder.
+"""
+
+import hashlib
+import json
 import re
 import sys
+import unicodedata
 from pathlib import Path
 
-from .common import UsageError, expand_inputs, load_pipeline, read_image, resolve_device_and_dtype
+from .common import (
+    DEFAULT_MAX_MEGAPIXELS,
+    OUTPUT_MANIFEST,
+    UsageError,
+    check_max_megapixels,
+    check_output_dir,
+    check_writable_target,
+    expand_inputs,
+    load_pipeline,
+    make_output_dir,
+    read_image,
+    resolve_device_and_dtype,
+    write_atomically,
+)
+
+MANIFEST_FORMAT = "diffusers-matte predict outputs"
+MAX_NAME_LENGTH = 40
 
 
 def register(subparsers) -> None:
@@ -14,13 +49,16 @@ def register(subparsers) -> None:
         "predict",
         help="write the alpha matte (or an RGBA cut-out) of what each prompt names in each image",
         description="Write one alpha PNG (or RGBA cut-out) per image and prompt, named "
-        "<image stem>_<prompt>_alpha.png (or _cutout.png).",
+        "<image stem>_<prompt>_alpha.png (or _cutout.png), and diffusers-matte-outputs.json (which prompt and "
+        "image each file comes from). Files are written to a temporary file and renamed into place; symbolic "
+        "links in the output folder are refused, never followed.",
     )
     parser.add_argument(
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="image files, folders of images, or globs",
+        help="image files, folders of images, or globs (folders and globs: .png .jpg .jpeg .bmp .gif .tif .tiff "
+        ".webp; a file given by name is read whatever its extension)",
     )
     parser.add_argument(
         "--prompt",
@@ -31,19 +69,41 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help="pipeline folder or Hub id (default: the demonstration checkpoint)",
+        help="pipeline folder or Hub id (default: the built-in demonstration model)",
     )
     parser.add_argument(
         "--output-dir",
         default="mattes",
-        help="where to write the PNGs (default: ./mattes)",
+        help="where to write the PNGs (default: ./mattes); must be a folder or a path where one can be created",
     )
     parser.add_argument(
         "--cutout",
         action="store_true",
         help="write RGBA cut-outs with estimated foreground colours",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    existing.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep existing output files and compute only the missing ones (continues an interrupted run)",
+    )
+    parser.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=None,
+        help=f"refuse images of more million pixels, before decoding them (default: {DEFAULT_MAX_MEGAPIXELS:g})",
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run code the model folder carries that is not diffusers-matte's own (read it first)",
+    )
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load .bin (pickle) weights when a model has no .safetensors; unpickling can run code",
+    )
     parser.add_argument(
         "--device",
         default=None,
@@ -65,21 +125,49 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run_predict)
 
 
-def slugify(text: str, max_length: int = 40) -> str:
-    """A file-name-safe version of a prompt."""
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:max_length].strip("-")
-    return slug or "prompt"
+# File names --------------------------------------------------------------------------------------------------------
 
 
-def output_paths(images: list[Path], prompts: list[str], output_dir: Path, cutout: bool) -> list[list[Path]]:
-    """`<output_dir>/<stem>_<prompt slug>_{alpha,cutout}.png` per image and prompt; refuses collisions."""
+def slugify(text: str, max_length: int = MAX_NAME_LENGTH) -> str:
+    """A readable, file-name-safe version of a prompt: NFKC-normalised, lower case, each run of characters that
+    are not letters, marks or digits (of any script) turned into "-", cut at `max_length` characters."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    kept = "".join(c if unicodedata.category(c)[0] in "LMN" else "-" for c in text)
+    return re.sub(r"-+", "-", kept).strip("-")[:max_length].strip("-")
+
+
+def _short_hash(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:8]
+
+
+def prompt_names(prompts: list[str], known: dict[str, str] | None = None) -> dict[str, str]:
+    """Prompt -> the name its files carry, unique among `prompts` and the names in `known` (the names an
+    earlier run gave, which are kept). See the module docstring for the rule."""
+    known = dict(known or {})
+    names = {p: known[p] for p in prompts if p in known}
+    taken = set(known.values())
+    for prompt in (p for p in prompts if p not in names):
+        slug = slugify(prompt)
+        cut = slug != slugify(prompt, max_length=sys.maxsize)
+        if not slug or cut or slug in taken:  # first come keeps the plain name
+            slug = f"{slug}-{_short_hash(prompt)}" if slug else f"prompt-{_short_hash(prompt)}"
+        while slug in taken:  # two hashes that agree on 8 digits: lengthen until unique
+            slug = f"{slug}-{_short_hash(slug)}"
+        names[prompt] = slug
+        taken.add(slug)
+    return names
+
+
+def output_paths(
+    images: list[Path], prompts: list[str], output_dir: Path, cutout: bool, names: dict[str, str] | None = None
+) -> list[list[Path]]:
+    """`<output_dir>/<stem>_<prompt name>_{alpha,cutout}.png` per image and prompt; refuses two images whose
+    outputs would share a name (the same stem in two folders)."""
     kind = "cutout" if cutout else "alpha"
-    slugs = [slugify(p) for p in prompts]
-    if len(set(slugs)) < len(slugs):
-        raise UsageError(f"two prompts give the same file name ({', '.join(slugs)}); make them differ in letters")
+    names = names or prompt_names(prompts)
     targets, owners = [], {}
     for image in images:
-        row = [output_dir / f"{image.stem}_{slug}_{kind}.png" for slug in slugs]
+        row = [output_dir / f"{image.stem}_{names[prompt]}_{kind}.png" for prompt in prompts]
         if row[0] in owners:
             raise UsageError(f"{str(owners[row[0]])!r} and {str(image)!r} would write the same outputs; rename one")
         owners[row[0]] = image
@@ -87,43 +175,96 @@ def output_paths(images: list[Path], prompts: list[str], output_dir: Path, cutou
     return targets
 
 
+# The outputs' JSON ---------------------------------------------------------------------------------------------------
+
+
+def read_manifest(output_dir: Path) -> dict:
+    """The folder's `OUTPUT_MANIFEST`, or an empty one; a file of that name that is not ours is refused."""
+    path = output_dir / OUTPUT_MANIFEST
+    empty = {"format": MANIFEST_FORMAT, "prompts": {}, "outputs": {}}
+    if not check_writable_target(path):
+        return empty
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read {str(path)!r}: {error}; move it away to start a new list of outputs") from None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        raise UsageError(
+            f"{str(path)!r} was not written by diffusers-matte predict; move it away or use another folder"
+        )
+    return {**empty, **data}
+
+
+def write_manifest(output_dir: Path, manifest: dict) -> None:
+    text = json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+    write_atomically(output_dir / OUTPUT_MANIFEST, lambda handle: handle.write(text.encode("utf-8")))
+
+
+# The command ---------------------------------------------------------------------------------------------------------
+
+
 def run_predict(args) -> int:
-    prompts = [p.strip() for p in args.prompt]
+    prompts = list(dict.fromkeys(p.strip() for p in args.prompt))
     if any(not p for p in prompts):
         raise UsageError("--prompt must not be empty; describe the object to matte")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.processing_resolution is not None and args.processing_resolution < 0:
         raise UsageError(f"--processing-resolution must be >= 0, got {args.processing_resolution}")
+    max_megapixels = check_max_megapixels(args.max_megapixels)
+    output_dir = check_output_dir(Path(args.output_dir))
     paths = expand_inputs(args.inputs)
-    for path in paths:  # refuse unreadable images before any model work
-        read_image(path)
-    output_dir = Path(args.output_dir)
-    targets = output_paths(paths, prompts, output_dir, args.cutout)
-    existing = [t for row in targets for t in row if t.exists()]
-    if existing and not args.overwrite:
+    manifest = read_manifest(output_dir)
+    names = prompt_names(prompts, manifest["prompts"])
+    targets = output_paths(paths, prompts, output_dir, args.cutout, names)
+    inputs = {path.resolve() for path in paths}
+    clash = next((t for row in targets for t in row if t.resolve() in inputs), None)
+    if clash is not None:
+        raise UsageError(f"{str(clash)!r} is an input and would be an output; choose another --output-dir")
+    existing = [t for row in targets for t in row if check_writable_target(t)]
+    if existing and not (args.overwrite or args.skip_existing):
         raise UsageError(
-            f"{len(existing)} output file(s) already exist, e.g. {str(existing[0])!r}; pass --overwrite to replace"
+            f"{len(existing)} output file(s) already exist, e.g. {str(existing[0])!r}; pass --skip-existing to keep "
+            "them and compute the rest, or --overwrite to replace them"
         )
+    skip = set(existing) if args.skip_existing else set()
+    for path in paths:  # refuse unreadable images before any model work
+        read_image(path, max_megapixels)
+    todo = [(path, row) for path, row in zip(paths, targets) if any(t not in skip for t in row)]
+    if not todo:
+        print(f"all {len(skip)} output file(s) exist already in {output_dir}; nothing to do", file=sys.stderr)
+        return 0
     device, dtype = resolve_device_and_dtype(args.device, args.dtype)
-    pipe = load_pipeline(args.model, device, dtype)
+    pipe = load_pipeline(args.model, device, dtype, args.trust_remote_code, args.allow_pickle)
 
     from tqdm.auto import tqdm
 
     from ..pipelines.soft_grounding.image_processor import alpha_to_pil, cutout
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for path, row in zip(tqdm(paths, desc="matting", unit="image"), targets):
-        image = read_image(path)
+    make_output_dir(output_dir)
+    manifest["prompts"].update(names)
+    written = 0
+    for path, row in tqdm(todo, desc="matting", unit="image"):
+        image = read_image(path, max_megapixels)
+        wanted = [(prompt, target) for prompt, target in zip(prompts, row) if target not in skip]
         alphas = pipe(
             image,
-            prompts,
+            [prompt for prompt, _ in wanted],
             processing_resolution=args.processing_resolution,
             batch_size=args.batch_size,
             output_type="pt",
         ).alpha
-        for alpha, target in zip(alphas, row):
+        for alpha, (prompt, target) in zip(alphas, wanted):
             result = cutout(image, alpha[None]) if args.cutout else alpha_to_pil(alpha)
-            result.save(target)
-    print(f"wrote {len(paths) * len(prompts)} file(s) to {output_dir}", file=sys.stderr)
+            check_writable_target(target)  # a link put there during the run is refused too
+            write_atomically(target, lambda handle: result.save(handle, format="PNG"))
+            manifest["outputs"][target.name] = {"image": str(path.resolve()), "prompt": prompt}
+            written += 1
+        write_manifest(output_dir, manifest)
+    kept = f", kept {len(skip)} existing" if skip else ""
+    renamed = [f"{p!r} -> {names[p]}" for p in prompts if names[p] != slugify(p)]
+    note = f" (file names: {'; '.join(renamed)})" if renamed else ""
+    print(
+        f"wrote {written} file(s) to {output_dir}{kept}; prompts and files in {OUTPUT_MANIFEST}{note}", file=sys.stderr
+    )
     return 0

@@ -29,15 +29,17 @@ AugmentFn = Callable[
 
 
 def _as_pil(value: Any, mode: str) -> Image.Image:
-    if isinstance(value, Image.Image):
-        return value.convert(mode)
+    # One reader for every image of the project: EXIF orientation applied, modes converted by what they mean.
+    from ..pipelines.soft_grounding.image_processor import exif_transpose, open_image, to_rgb_pil
+
     if isinstance(value, Mapping) and (value.get("bytes") or value.get("path")):
         import io
 
-        source = io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]
-        return Image.open(source).convert(mode)
+        value = open_image(io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"], max_megapixels=None)
     if isinstance(value, np.ndarray):
-        return Image.fromarray(value).convert(mode)
+        value = Image.fromarray(value)
+    if isinstance(value, Image.Image):
+        return to_rgb_pil(value) if mode == "RGB" else exif_transpose(value).convert(mode)
     raise TypeError(f"expected a PIL image, a numpy array or a datasets image dict, got {type(value).__name__}")
 
 

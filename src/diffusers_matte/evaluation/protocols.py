@@ -178,7 +178,9 @@ def load_pair(row: Dict[str, Any], resolution: Optional[int]) -> Tuple[np.ndarra
     The resize follows the training transform (bicubic image, bilinear 8-bit alpha), so the model sees what it was
     trained on and the ground truth is the 512x512 matte the paper scores against.
     """
-    image = row["image"].convert("RGB")
+    from ..pipelines.soft_grounding.image_processor import to_rgb_pil  # the project's one image reader
+
+    image = to_rgb_pil(row["image"])
     alpha = row["alpha"].convert("L")
     if image.size != alpha.size:
         raise ValueError(

@@ -6,13 +6,27 @@ VAE. This module only imports installed libraries, so it can be copied next to a
 """
 
 import math
+import os
+import warnings
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import torch
 import torch.nn.functional as F
 
-# PIL modes we convert, and what they become: colour (with or without alpha), grayscale, 16-bit grayscale.
+# Reading images as people see them ------------------------------------------------------------------------------
+
+#: The limit `open_image` applies by default: large enough for the photos of today's phones (up to about 50
+#: megapixels), small enough that a tiny file that decodes to gigabytes (a "decompression bomb") is refused first.
+DEFAULT_MAX_MEGAPIXELS = 50.0
+_EXIF_ORIENTATION = 0x0112
+_TIFF_BITS_PER_SAMPLE, _TIFF_SAMPLE_FORMAT, _TIFF_MAX_SAMPLE_VALUE = 258, 339, 281
+_TIFF_UNSIGNED, _TIFF_SIGNED = 1, 2
+
+# PIL modes taken as they are (the value: what they become); any other mode PIL can turn into RGB (CMYK, YCbCr,
+# HSV, premultiplied RGBa, ...) is converted to RGB, "1" (bilevel) to "L". Modes "I" and "F" have rules of their
+# own (see `load_image`).
 _PIL_MODES = {
     "RGB": "RGB",
     "RGBA": "RGB",
@@ -21,31 +35,148 @@ _PIL_MODES = {
     "PA": "RGB",
     "L": "L",
     "LA": "L",
+    "1": "L",
     "I;16": "I;16",
     "I;16B": "I;16",
     "I;16L": "I;16",
-    "I": "I;16",
+    "I;16N": "I;16",
 }
 _CHANNELS = {1: "grayscale", 2: "grayscale with alpha", 3: "RGB", 4: "RGBA"}
 
 
+class ImageTooLargeError(ValueError):
+    """An image with more pixels than the reader was allowed to decode (see `check_image_size`)."""
+
+
+def check_image_size(size: tuple[int, int], max_megapixels: float | None, name: str = "the image") -> None:
+    """Raise `ImageTooLargeError` when an image of `size = (width, height)` has more than `max_megapixels`
+    million pixels (`None`: no limit). The message names the image, its size and the limit."""
+    if max_megapixels is None:
+        return
+    if max_megapixels <= 0:
+        raise ValueError(f"`max_megapixels` must be positive or None, got {max_megapixels}.")
+    width, height = size
+    megapixels = width * height / 1e6
+    if megapixels > max_megapixels:
+        raise ImageTooLargeError(
+            f"{name} is {width}x{height} ({megapixels:.1f} megapixels), above the limit of {max_megapixels:g} "
+            f"megapixels"
+        )
+
+
+def exif_transpose(image: PIL.Image.Image) -> PIL.Image.Image:
+    """The image as it is displayed: rotated / mirrored as its EXIF Orientation tag says (phone photos are often
+    stored sideways with such a tag). Images without the tag, or already transposed, are returned as they are."""
+    if image.getexif().get(_EXIF_ORIENTATION, 1) in (None, 1):
+        return image
+    return PIL.ImageOps.exif_transpose(image)
+
+
+def open_image(path: str | os.PathLike, max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS) -> PIL.Image.Image:
+    """Open an image file as people see it, the one reader of the command line, the demo and the data loaders.
+
+    The size is read from the header and checked against `max_megapixels` (`check_image_size`) before any pixel
+    is decoded, so a small file that would decode to gigabytes is refused at once; PIL's own decompression-bomb
+    error (above about 179 megapixels) still applies. The pixels are then loaded (the file is closed) and the
+    EXIF orientation is applied. The mode is kept: `load_image` converts it. A multi-frame file (animated GIF,
+    multi-page TIFF) gives its first frame.
+
+    Raises:
+        ImageTooLargeError: more than `max_megapixels` million pixels.
+        ValueError / OSError: not an image, truncated, or above PIL's decompression-bomb limit (the message of
+            `PIL.Image.DecompressionBombError`, a `ValueError` here).
+    """
+    name = repr(str(path))
+    try:
+        with warnings.catch_warnings():
+            # The size is checked here; PIL's warning about it would only add a second, longer message.
+            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+            with PIL.Image.open(path) as image:
+                check_image_size(image.size, max_megapixels, name)
+                image.load()
+                tiff_tags = _tiff_sample_tags(image)
+                image = exif_transpose(image)
+    except PIL.Image.DecompressionBombError as error:
+        raise ImageTooLargeError(f"{name}: {error}") from None
+    if tiff_tags:
+        image.info["tiff_sample_tags"] = tiff_tags
+    return image
+
+
+def _tiff_sample_tags(image: PIL.Image.Image) -> dict[int, object]:
+    """The TIFF tags that say what a 32-bit integer sample means (kept after `load`, which may drop `tag_v2`)."""
+    tags = getattr(image, "tag_v2", None)
+    if tags is None or image.mode != "I":
+        return {}
+    return {
+        key: tags[key] for key in (_TIFF_BITS_PER_SAMPLE, _TIFF_SAMPLE_FORMAT, _TIFF_MAX_SAMPLE_VALUE) if key in tags
+    }
+
+
+def _first(value):
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+def _int32_to_unit(image: PIL.Image.Image, tags: dict[int, object], index: int) -> np.ndarray:
+    """Mode "I" (32-bit integer) -> float32 in [0, 1], scaled by what the file means.
+
+    A 32-bit TIFF says it: white is its MaxSampleValue tag, or by the TIFF rule 2**32 - 1 (unsigned samples) /
+    2**31 - 1 (signed ones). Other "I" images (PIL decodes 16-bit PGM/PPM files and some PNGs to "I" with values
+    scaled to 0..65535, and `Image.convert("I;16")` keeps that range) are taken on the 16-bit range.
+    """
+    array = np.asarray(image)
+    if tags and _first(tags.get(_TIFF_BITS_PER_SAMPLE)) == 32:
+        unsigned = _first(tags.get(_TIFF_SAMPLE_FORMAT, _TIFF_UNSIGNED)) == _TIFF_UNSIGNED
+        if unsigned:
+            array = array.view(np.uint32)  # PIL holds unsigned 32-bit samples in its signed mode "I"
+        elif array.min() < 0:
+            raise _image_error(index, "is a signed 32-bit integer TIFF with negative values (no colour meaning)")
+        white = _first(tags.get(_TIFF_MAX_SAMPLE_VALUE)) or (2**32 - 1 if unsigned else 2**31 - 1)
+        return np.clip(array.astype(np.float64) / float(white), 0.0, 1.0).astype(np.float32)
+    if array.min() < 0 or array.max() > 65535:
+        raise _image_error(
+            index,
+            f"is a 32-bit integer image (PIL mode 'I') with values in [{array.min()}, {array.max()}], outside the "
+            "16-bit range it is read on; save it as 8 or 16 bits, or pass a float array in [0, 1]",
+        )
+    return array.astype(np.float32) / 65535.0
+
+
+def _float32_to_unit(image: PIL.Image.Image, index: int) -> np.ndarray:
+    """Mode "F" (32-bit float) -> float32 in [0, 1]: values in [0, 1] are taken as they are, values up to 255 are
+    read on PIL's 8-bit scale (what `Image.convert("F")` gives); anything else has no colour meaning."""
+    array = np.array(image, dtype=np.float32)
+    if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
+        raise _image_error(
+            index,
+            f"is a float image (PIL mode 'F') with values in [{np.nanmin(array):g}, {np.nanmax(array):g}]; expected "
+            "values in [0, 1] (or PIL's 0..255 scale)",
+        )
+    return array if array.max() <= 1.0 else array / 255.0
+
+
 def _image_error(index: int, problem: str) -> ValueError:
     return ValueError(
-        f"`image[{index}]` {problem}. Expected a PIL image (RGB, RGBA, grayscale or 16-bit), a numpy array "
-        "(H, W[, C]) or a torch tensor ([N,] C, H, W) with C in 1..4, of dtype uint8, uint16 or float in [0, 1]."
+        f"`image[{index}]` {problem}. Expected a PIL image (RGB, RGBA, grayscale, 16-bit, CMYK, ...), a numpy "
+        "array (H, W[, C]) or a torch tensor ([N,] C, H, W) with C in 1..4, of dtype uint8, uint16 or float in "
+        "[0, 1]."
     )
 
 
 def _pil_to_numpy(image: PIL.Image.Image, index: int) -> np.ndarray:
+    tags = image.info.get("tiff_sample_tags") or _tiff_sample_tags(image)
+    image = exif_transpose(image)
+    if image.mode == "I":
+        return _int32_to_unit(image, tags, index)
+    if image.mode == "F":
+        return _float32_to_unit(image, index)
     target = _PIL_MODES.get(image.mode)
-    if target is None:
-        raise _image_error(index, f"has the unsupported PIL mode {image.mode!r}")
     if target == "I;16":
-        array = np.asarray(image)
-        if array.min() < 0 or array.max() > 65535:
-            raise _image_error(index, "is a 32-bit integer image with values outside the 16-bit range")
-        return array.astype(np.uint16)
-    return np.asarray(image.convert(target))
+        return np.asarray(image).astype(np.uint16)
+    try:
+        return np.asarray(image.convert(target or "RGB"))
+    except (ValueError, OSError) as error:
+        raise _image_error(index, f"has the PIL mode {image.mode!r}, which PIL cannot convert to RGB ({error})")
 
 
 def _to_unit_float(array: np.ndarray | torch.Tensor, index: int) -> torch.Tensor:
@@ -81,9 +212,19 @@ def _drop_alpha(image: torch.Tensor, index: int) -> torch.Tensor:
 def load_image(image, index: int = 0) -> torch.Tensor:
     """Convert one input (PIL, numpy `(H, W[, C])` / `(N, H, W, C)`, torch `(C, H, W)` / `(N, C, H, W)`) to a
     float32 tensor `(N, 3, H, W)` in [0, 1]. `index` only names the input in error messages.
+
+    PIL images are read as people see them: the EXIF orientation is applied (a phone photo stored sideways comes
+    out upright), any mode PIL converts to RGB is converted (CMYK, bilevel "1", palette, ...), 16-bit images keep
+    their precision, 32-bit integer TIFFs are scaled by their white level (see `_int32_to_unit`) and float "F"
+    images are read in [0, 1] (or on PIL's 0..255 scale). numpy arrays and torch tensors are taken as they are:
+    no orientation, uint8 / uint16 / float in [0, 1], grayscale repeated, alpha channels dropped.
+
+    Raises:
+        ValueError: an unsupported type, mode, dtype, shape or value range, or an empty image (no pixels).
     """
     if isinstance(image, PIL.Image.Image):
         image = _pil_to_numpy(image, index)
+    shape = tuple(getattr(image, "shape", ()))
     if isinstance(image, np.ndarray):
         if image.ndim == 2:
             image = image[..., None]
@@ -91,6 +232,7 @@ def load_image(image, index: int = 0) -> torch.Tensor:
             image = image[None]
         if image.ndim != 4:
             raise _image_error(index, f"has the unsupported shape {image.shape}")
+        _check_not_empty(image.shape[:3], shape, index)
         return _drop_alpha(_to_unit_float(image, index).permute(0, 3, 1, 2), index)
     if isinstance(image, torch.Tensor):
         if image.ndim == 2:
@@ -99,8 +241,27 @@ def load_image(image, index: int = 0) -> torch.Tensor:
             image = image[None]
         if image.ndim != 4:
             raise _image_error(index, f"has the unsupported shape {tuple(image.shape)}")
+        _check_not_empty((image.shape[0], *image.shape[2:]), shape, index)
         return _drop_alpha(_to_unit_float(image.detach().cpu(), index), index)
     raise _image_error(index, f"has the unsupported type {type(image).__name__}")
+
+
+def _check_not_empty(sizes: tuple[int, ...], shape: tuple[int, ...], index: int) -> None:
+    """(N, H, W) of a batch: refuse an empty batch or an image without pixels, before torch sees it."""
+    if min(sizes) == 0:
+        raise _image_error(index, f"is empty (shape {shape}): an image needs at least one pixel")
+
+
+def to_rgb_pil(image) -> PIL.Image.Image:
+    """Any input `load_image` takes (one image) -> an 8-bit RGB PIL image, read by the same rules (EXIF
+    orientation, modes). For code that works on 8-bit RGB, e.g. the training transforms and the evaluation."""
+    if isinstance(image, PIL.Image.Image) and image.mode == "RGB" and image.getexif().get(_EXIF_ORIENTATION, 1) == 1:
+        return image  # already what it would become
+    tensor = load_image(image)
+    if tensor.shape[0] != 1:
+        raise ValueError(f"`image` must hold one image, got a batch of {tensor.shape[0]}.")
+    array = (tensor[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+    return PIL.Image.fromarray(array, mode="RGB")
 
 
 def load_images(image) -> list[torch.Tensor]:
