@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -183,6 +184,38 @@ def test_create_demo_queues_requests_one_at_a_time(pipe):
     matting = [fn for fn in app.fns.values() if isinstance(fn.fn, demo_lib.DemoMatter)]
     # Two events (the button, Shift+Enter in the prompts), both on one queue slot.
     assert len(matting) == 2 and all(fn.concurrency_limit == 1 and fn.concurrency_id == "pipe" for fn in matting)
+
+
+def test_requests_run_one_at_a_time_and_the_api_answers(pipe, image_file, monkeypatch):
+    from gradio_client import Client, handle_file
+
+    running, peak, lock = [0], [0], threading.Lock()
+    matte = demo_lib.DemoMatter.matte
+
+    def slow_matte(self, *args):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.5)
+        try:
+            return matte(self, *args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(demo_lib.DemoMatter, "matte", slow_matte)
+    app = demo_lib.create_demo(pipe, examples=None)
+    try:
+        demo_lib.launch_demo(app, port=free_port(), prevent_thread_lock=True, quiet=True)
+        client = Client(app.local_url, verbose=False)
+        jobs = [client.submit(handle_file(str(image_file)), PROMPTS, api_name="/matte") for _ in range(3)]
+        results = [job.result(timeout=120) for job in jobs]
+    finally:
+        app.close()
+    assert peak[0] == 1
+    alpha_gallery, files = results[0][0], results[0][-1]
+    assert [item["caption"] for item in alpha_gallery] == PROMPTS.splitlines()
+    assert [Path(f).name for f in files][0] == "cat_the-cat-on-the-left_alpha.png"
 
 
 def test_launched_demo_listens_on_localhost_only(pipe):

@@ -112,11 +112,11 @@ def parse_prompts(text: str | None, max_prompts: int = MAX_PROMPTS) -> list[str]
     return prompts
 
 
-def _slug(text: str, max_length: int = 40) -> str:
+def _slug(text: str) -> str:
     """A file-name-safe version of a prompt, as `diffusers-matte predict` names its files."""
     from .cli.predict import slugify
 
-    return slugify(text, max_length)
+    return slugify(text)
 
 
 # Pictures --------------------------------------------------------------------------------------------------------
@@ -319,8 +319,8 @@ def create_demo(
                 files = gr.File(label="Downloads (PNG)", file_count="multiple", interactive=False, elem_id="files")
         outputs = [alpha, preview, coarse, transparency, files]
         event = dict(fn=matter, inputs=[image, prompts], outputs=outputs, concurrency_limit=1, concurrency_id="pipe")
-        submit.click(**event)
-        prompts.submit(**event)
+        submit.click(**event, api_name="matte")  # also `gradio_client.Client(url).predict(..., api_name="/matte")`
+        prompts.submit(**event, api_visibility="private")
         if rows:
             gr.Examples(examples=[list(row) for row in rows], inputs=[image, prompts], label="Examples")
     demo.queue(default_concurrency_limit=1, max_size=32)

@@ -242,8 +242,10 @@ class FrameMatter:
             pipe.config.default_processing_resolution if processing_resolution is None else processing_resolution
         )
         pipe.check_inputs(self.processing_resolution, "bilinear", "bilinear", 1, "pt")
+        # Looked up once: the pipeline finds it by walking every module of every component.
+        self.device = pipe._execution_device
         with torch.no_grad():
-            self.text_features = pipe.encode_prompt(self.prompts, pipe._execution_device)
+            self.text_features = pipe.encode_prompt(self.prompts, self.device)
 
     @torch.no_grad()
     def __call__(self, frame: np.ndarray | torch.Tensor | PIL.Image.Image) -> list[torch.Tensor]:
@@ -251,7 +253,7 @@ class FrameMatter:
         pipe = self.pipe
         image = load_image(frame)
         processed = pipe.image_processor.preprocess(image, self.processing_resolution, "bilinear")
-        pixels = processed[0].to(pipe._execution_device)
+        pixels = processed[0].to(self.device)
         latents = pipe.encode_image(pixels)
         count = len(self.prompts)
         outputs = pipe.predict_alpha(
@@ -406,7 +408,7 @@ def matte_video(
     *,
     cutout: bool = False,
     png: bool = False,
-    temporal_smoothing: float = 0.0,
+    temporal_smoothing: float | TemporalSmoother = 0.0,
     processing_resolution: int | None = None,
     progress: bool = True,
     on_frame: Callable[[int, list[torch.Tensor]], None] | None = None,
@@ -419,7 +421,7 @@ def matte_video(
         prompts: what to matte (each encoded once); one set of outputs per prompt.
         output_dir: created if needed; existing outputs are replaced (the command refuses them first).
         cutout: also write the RGBA cut-out, a VP9 WebM with alpha or, with `png`, a PNG sequence.
-        temporal_smoothing: `TemporalSmoother` strength (0: off).
+        temporal_smoothing: `TemporalSmoother` strength (0: off), or a smoother of one's own.
         processing_resolution: as for the pipeline.
         progress: show a progress bar (frames and frames/s) on stderr.
         on_frame: called after each frame with its index and its (smoothed) alphas, e.g. to score them.
@@ -435,7 +437,11 @@ def matte_video(
     outputs = video_outputs(input_path, prompts, output_dir, cutout, png)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     matter = FrameMatter(pipe, prompts, processing_resolution)
-    smoother = TemporalSmoother(temporal_smoothing) if temporal_smoothing > 0 else None
+    if isinstance(temporal_smoothing, TemporalSmoother):
+        smoother = temporal_smoothing
+        smoother.reset()
+    else:
+        smoother = TemporalSmoother(temporal_smoothing) if temporal_smoothing > 0 else None
     size = (info.width, info.height, info.fps)
     alpha_writers, cutout_writers = [], []  # one per prompt each (the cut-outs only with `cutout`)
     try:
