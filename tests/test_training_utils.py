@@ -1,7 +1,9 @@
 # Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
 """Tests of diffusers_matte.training_utils: Table 4 schedule, checkpoints (atomic, pruned, resumable), hooks, cards."""
 
+import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -9,14 +11,18 @@ import yaml
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from diffusers_matte import training_utils
 from diffusers_matte.training_utils import (
+    CHECKPOINT_FILES,
     INCOMPLETE_PREFIX,
     TABLE4_STAGES,
     PolyMilestoneLambda,
     atomic_write_directory,
+    checkpoint_problems,
     checkpoint_step,
     get_latest_checkpoint,
     get_optimizer,
@@ -29,6 +35,7 @@ from diffusers_matte.training_utils import (
     remove_incomplete_checkpoints,
     resolve_resume_checkpoint,
     save_checkpoint,
+    save_peft_adapter,
     write_model_card,
 )
 
@@ -121,9 +128,11 @@ def test_scheduler_per_process_scaling_and_state_dict_round_trip():
 
 
 def make_checkpoint(output_dir, step, content="good"):
+    """A checkpoint as `save_checkpoint` leaves it: its files and their list."""
     path = output_dir / f"checkpoint-{step}"
     path.mkdir(parents=True)
     (path / "state.txt").write_text(content)
+    (path / CHECKPOINT_FILES).write_text(json.dumps({"files": {"state.txt": len(content)}}))
     return path
 
 
@@ -209,6 +218,56 @@ def test_killed_save_leaves_only_an_ignored_leftover(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["checkpoint-5"]
 
 
+def test_a_prune_killed_mid_delete_leaves_no_checkpoint_with_missing_files(tmp_path, monkeypatch):
+    for step in (2, 4, 6):
+        make_checkpoint(tmp_path, step)
+    (tmp_path / "checkpoint-2" / "random_states_0.pkl").write_text("rng")
+
+    class Killed(BaseException):
+        pass
+
+    def rmtree_killed_half_way(path, *args, **kwargs):
+        (path / "random_states_0.pkl").unlink()  # one file gone, then the process dies
+        raise Killed
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree_killed_half_way)
+    with pytest.raises(Killed):
+        prune_checkpoints(tmp_path, 2)
+    monkeypatch.undo()
+    # today the half-deleted folder keeps its name: a valid-looking checkpoint with missing files
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-4", "checkpoint-6"]
+    assert remove_incomplete_checkpoints(tmp_path) == [tmp_path / f"{INCOMPLETE_PREFIX}checkpoint-2.removed"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-4", "checkpoint-6"]
+
+
+def test_prune_keeps_the_checkpoint_a_run_resumes_from(tmp_path):
+    for step in (2, 4, 6):
+        make_checkpoint(tmp_path, step)
+    assert [p.name for p in prune_checkpoints(tmp_path, 1, keep=tmp_path / "checkpoint-2")] == ["checkpoint-4"]
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-6"]
+
+
+def test_incomplete_checkpoints_are_refused_for_resuming(tmp_path):
+    make_checkpoint(tmp_path, 2)
+    cut = make_checkpoint(tmp_path, 4, content="whole state")
+    (cut / CHECKPOINT_FILES).write_text(json.dumps({"files": {"state.txt": 11, "random_states_0.pkl": 10}}))
+    assert checkpoint_problems(tmp_path / "checkpoint-2") == []
+    assert checkpoint_problems(cut) == ["random_states_0.pkl missing"]
+    with pytest.raises(ValueError, match=r"checkpoint-4 is incomplete \(random_states_0.pkl missing\).*checkpoint-2"):
+        resolve_resume_checkpoint(tmp_path, "latest")
+    (cut / "random_states_0.pkl").write_text("short")
+    assert checkpoint_problems(cut) == ["random_states_0.pkl has 5 bytes instead of 10"]
+    # a checkpoint without the list (accelerate's own, or an older one) needs accelerate's state files
+    legacy = tmp_path / "legacy" / "checkpoint-4"
+    legacy.mkdir(parents=True)
+    for name in ("optimizer.bin", "scheduler.bin"):
+        (legacy / name).write_text("x")
+    with pytest.raises(ValueError, match=r"the random states \(random_states_\*.pkl\) missing"):
+        resolve_resume_checkpoint(legacy.parent, "latest")
+    (legacy / "random_states_0.pkl").write_text("x")
+    assert resolve_resume_checkpoint(legacy.parent, "latest") == legacy
+
+
 # ------------------------------------------------------------------------------------------------ accelerate
 
 
@@ -223,6 +282,10 @@ class TinyModel(ModelMixin, ConfigMixin):
         return self.drop(self.linear(x))
 
 
+class TinyPeftModel(TinyModel, PeftAdapterMixin):
+    """TinyModel that takes peft adapters (`add_adapter`), as diffusers' UNets do."""
+
+
 def train(
     output_dir,
     stop_at,
@@ -231,12 +294,18 @@ def train(
     checkpoints_total_limit=2,
     break_save_at=None,
     total_steps=6,
+    lora=False,
 ):
     """A miniature diffusers-style training loop of `total_steps`, stopped after `stop_at`; returns the losses
     of the steps it ran and the model."""
     set_seed(0)
     accelerator = Accelerator(project_config=ProjectConfiguration(project_dir=str(output_dir)))
-    model, head = TinyModel(), nn.Linear(4, 1)  # `head` is not in the hook mapping: accelerate saves it
+    model = TinyPeftModel() if lora else TinyModel()
+    head = nn.Linear(4, 1)  # not in the hook mapping: accelerate saves it
+    if lora:
+        from peft import LoraConfig
+
+        model.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["linear"], init_lora_weights="gaussian"))
     optimizer = get_optimizer([*model.parameters(), *head.parameters()], learning_rate=0.05)
     scheduler = get_poly_milestone_scheduler(optimizer, total_steps, [2, 4], [0.5, 0.25])
     register_checkpoint_hooks(accelerator, {TinyModel: "tiny"})
@@ -284,6 +353,46 @@ def test_resume_continues_exactly_and_hooks_write_diffusers_subfolders(tmp_path)
     assert first + rest == full  # bit-identical losses, dropout RNG and schedule included
     for name, value in full_model.state_dict().items():
         assert torch.equal(resumed_model.state_dict()[name], value)
+
+
+def test_lora_runs_resume_exactly_and_checkpoint_their_adapter(tmp_path):
+    full, full_model = train(tmp_path / "uninterrupted", 6, lora=True)
+    first, _ = train(tmp_path / "run", 3, save_at=(3,), lora=True)
+    checkpoint = tmp_path / "run" / "checkpoint-3"
+    assert checkpoint_problems(checkpoint) == []
+    assert (checkpoint / "tiny" / "adapter_config.json").is_file()
+    rest, resumed_model = train(tmp_path / "run", 6, resume=True, lora=True)  # today: base_layer / lora_A mismatch
+    assert first + rest == full
+    for name, value in full_model.state_dict().items():
+        assert torch.equal(resumed_model.state_dict()[name], value), name
+    with pytest.raises(ValueError, match="same --use_lora setting"):
+        train(tmp_path / "run", 6, resume=True, lora=False)
+
+
+def test_save_peft_adapter_writes_peft_format_that_loads_back(tmp_path):
+    from peft import LoraConfig
+
+    torch.manual_seed(0)
+    model = TinyPeftModel(dropout=0.0)
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    model.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["linear"], init_lora_weights="gaussian"))
+    save_peft_adapter(model, tmp_path / "adapter")
+    assert sorted(os.listdir(tmp_path / "adapter")) == ["adapter_config.json", "adapter_model.safetensors"]
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["r"] == 2
+    fresh = TinyPeftModel(dropout=0.0)
+    fresh.load_state_dict(base)
+    fresh.load_lora_adapter(str(tmp_path / "adapter"), weight_name="adapter_model.safetensors", prefix=None)
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(fresh(x), model(x))
+    with pytest.raises(ValueError, match="no peft adapter"):
+        save_peft_adapter(TinyModel(), tmp_path / "none")
+
+
+def test_save_checkpoint_lists_the_files_it_wrote(tmp_path):
+    train(tmp_path, 2, save_at=(2,))
+    listing = json.loads((tmp_path / "checkpoint-2" / CHECKPOINT_FILES).read_text())["files"]
+    assert {"tiny/config.json", "model.safetensors", "optimizer.bin", "random_states_0.pkl"} <= set(listing)
+    assert training_utils.checkpoint_problems(tmp_path / "checkpoint-2") == []
 
 
 def test_failed_save_keeps_the_previous_checkpoint_and_does_not_prune(tmp_path):

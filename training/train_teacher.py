@@ -11,11 +11,14 @@ Loss: L_CE, eq. (2).
         --pretrained_model_name_or_path stable-diffusion-v1-5/stable-diffusion-v1-5 \
         --output_dir teacher --dataset synthetic --max_train_steps 20000
 
-The output folder holds `unet/` and `text_adapter/`, which `train_distill.py` loads.
+The output folder holds `unet/` and `text_adapter/`, which `train_distill.py` loads; with `--use_lora`, `unet/` is
+the UNet with the LoRA folded in and `unet_lora/` the adapter alone, in peft's format.
 """
 
 import argparse
+import os
 
+from diffusers_matte import training_utils
 from diffusers_matte.losses import region_cross_entropy_loss
 from diffusers_matte.models.text_adapter import TextAdapter
 from diffusers_matte.models.unet_matte import MatteUNet2DConditionModel
@@ -95,7 +98,8 @@ def main(args: argparse.Namespace) -> None:
         step,
     )
     if accelerator.is_main_process:
-        if args.use_lora:
+        if args.use_lora:  # the adapter in peft's format (the region head is trained in full: it is in unet/)
+            training_utils.save_peft_adapter(trained["unet"], os.path.join(args.output_dir, "unet_lora"))
             trained["unet"].fuse_lora()  # fold LoRA into the weights: the next stage loads a plain teacher
             trained["unet"].unload_lora()
         save_outputs(

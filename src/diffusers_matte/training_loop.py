@@ -8,12 +8,16 @@ appendix Table 4 schedule, checkpoints with `--resume_from_checkpoint latest`, l
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import datasets
 import numpy as np
@@ -107,8 +111,18 @@ def add_training_args(parser: argparse.ArgumentParser, stage: str) -> None:
         default=None,
         help="a checkpoint folder, or 'latest'",
     )
+    add(
+        "--overwrite_output_dir",
+        action="store_true",
+        help="start a new run in an --output_dir that holds files: its checkpoints, train_log.jsonl and tracker "
+        "logs are deleted first (without this, or --resume_from_checkpoint, such a folder is refused)",
+    )
     add("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
-    add("--report_to", default="tensorboard", help="tensorboard, wandb, all, or none")
+    add(
+        "--report_to",
+        default="tensorboard",
+        help="tensorboard, wandb, comet_ml, mlflow, clearml, aim, dvclive, all, or none (checked before training)",
+    )
     add("--logging_dir", default="logs")
     add("--tracker_project_name", default=None)
     add("--dataloader_num_workers", type=int, default=0)
@@ -137,7 +151,12 @@ def add_training_args(parser: argparse.ArgumentParser, stage: str) -> None:
         help="keep each image's z_I in memory after its first encoding (the VAE is frozen and the inputs are not "
         "augmented, so it never changes): on small sets this saves the VAE encoder's share of every step",
     )
-    add("--push_to_hub", action="store_true")
+    add(
+        "--push_to_hub",
+        action="store_true",
+        help="upload the result, with its code (as `pipe.push_to_hub` does); the token and the repository are "
+        "checked before training",
+    )
     add("--hub_model_id", default=None)
     add("--hub_token", default=None)
 
@@ -160,8 +179,95 @@ def validate_args(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}.")
 
 
+# Trackers accelerate can report to, and the packages each needs.
+TRACKER_PACKAGES = {
+    "tensorboard": ("tensorboard", "tensorboardX"),
+    "wandb": ("wandb",),
+    "comet_ml": ("comet_ml",),
+    "mlflow": ("mlflow",),
+    "clearml": ("clearml",),
+    "aim": ("aim",),
+    "dvclive": ("dvclive",),
+}
+
+
+def check_tracker(report_to: str) -> None:
+    """Refuse `--report_to` naming a tracker whose package is not installed (accelerate would only warn and train
+    untracked)."""
+    if report_to in ("none", "all"):
+        return
+    if report_to not in TRACKER_PACKAGES:
+        raise ValueError(
+            f"--report_to: expected one of {', '.join([*TRACKER_PACKAGES, 'all', 'none'])}, got {report_to!r}."
+        )
+    if not any(importlib.util.find_spec(name) for name in TRACKER_PACKAGES[report_to]):
+        raise ValueError(
+            f"--report_to {report_to} needs the {TRACKER_PACKAGES[report_to][0]} package: "
+            f"pip install {TRACKER_PACKAGES[report_to][0]} (or pass --report_to none)."
+        )
+
+
+def prepare_hub_repo(args: argparse.Namespace) -> Optional[str]:
+    """With `--push_to_hub`, check the token and create (or find) the repository now, so that a Hub problem stops
+    the run before training rather than after it; returns the repository id."""
+    if not args.push_to_hub:
+        return None
+    import huggingface_hub
+
+    token = args.hub_token or huggingface_hub.get_token()
+    if not token:
+        raise ValueError("--push_to_hub needs a Hugging Face token: run `hf auth login`, or pass --hub_token.")
+    name = args.hub_model_id or Path(args.output_dir).name
+    try:
+        return huggingface_hub.create_repo(name, exist_ok=True, token=token).repo_id
+    except Exception as error:  # offline, refused token, no rights: all stop the run here
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"--push_to_hub: cannot create or reach the repository {name!r}: {message}") from None
+
+
+def run_artifacts(args: argparse.Namespace) -> list[Path]:
+    """What a training run writes into `--output_dir` besides its models: checkpoints, their leftovers, the step
+    log and the tracker logs."""
+    output_dir = Path(args.output_dir)
+    if not output_dir.is_dir():
+        return []
+    found = [
+        p
+        for p in output_dir.iterdir()
+        if p.name.startswith((training_utils.CHECKPOINT_PREFIX, training_utils.INCOMPLETE_PREFIX))
+        or p.name == TRAIN_LOG
+    ]
+    logging_dir = output_dir / args.logging_dir
+    return sorted(found + ([logging_dir] if logging_dir.exists() else []))
+
+
+def check_output_dir(args: argparse.Namespace) -> None:
+    """Refuse to start a new run in an `--output_dir` that holds files (it would mix two runs: checkpoints ranked
+    together, models overwritten, one log for both), unless `--resume_from_checkpoint` or
+    `--overwrite_output_dir` says what to do with them."""
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output_dir {str(output_dir)!r} is a file, not a folder.")
+    if args.resume_from_checkpoint is not None or getattr(args, "overwrite_output_dir", False):
+        return
+    if output_dir.is_dir() and any(output_dir.iterdir()):
+        found = ", ".join(sorted(p.name for p in output_dir.iterdir())[:5])
+        raise ValueError(
+            f"--output_dir {str(output_dir)!r} already holds files ({found}); pass --resume_from_checkpoint latest "
+            "to continue that run, --overwrite_output_dir to start over (its checkpoints and logs are deleted), or "
+            "another --output_dir."
+        )
+
+
 def make_accelerator(args: argparse.Namespace) -> Accelerator:
-    """An `Accelerator` writing to `output_dir`, with a seedable sampler so resumed runs continue exactly."""
+    """An `Accelerator` writing to `output_dir`, with a seedable sampler so resumed runs continue exactly.
+
+    Before anything is loaded: the output folder (`check_output_dir`), the tracker (`check_tracker`) and, with
+    `--push_to_hub`, the Hub repository (`prepare_hub_repo`, on the main process; its id goes to
+    `args.hub_repo_id`) are checked. With `--overwrite_output_dir` the old run's checkpoints and logs are deleted.
+    """
+    check_output_dir(args)
+    check_tracker(args.report_to)
     project = ProjectConfiguration(
         project_dir=args.output_dir,
         logging_dir=os.path.join(args.output_dir, args.logging_dir),
@@ -175,7 +281,13 @@ def make_accelerator(args: argparse.Namespace) -> Accelerator:
     )
     set_seed(args.seed)
     if accelerator.is_main_process:
+        args.hub_repo_id = prepare_hub_repo(args)
+        if getattr(args, "overwrite_output_dir", False) and args.resume_from_checkpoint is None:
+            for path in run_artifacts(args):
+                logger.warning(f"--overwrite_output_dir: deleting {path}")
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.makedirs(args.output_dir, exist_ok=True)
+    accelerator.wait_for_everyone()
     return accelerator
 
 
@@ -333,6 +445,8 @@ def train(
     if accelerator.is_main_process:
         training_utils.remove_incomplete_checkpoints(args.output_dir)
     checkpoint = training_utils.resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    if accelerator.is_main_process:  # a run killed between a save and its pruning left one checkpoint too many
+        training_utils.prune_checkpoints(args.output_dir, args.checkpoints_total_limit, keep=checkpoint)
     if checkpoint is not None:
         accelerator.print(f"Resuming from checkpoint {checkpoint}")
         accelerator.load_state(str(checkpoint))
@@ -351,6 +465,8 @@ def train(
         disable=not accelerator.is_local_main_process,
     )
     log_path = Path(args.output_dir) / TRAIN_LOG
+    if accelerator.is_main_process:  # the steps after the checkpoint are done again: their old lines go
+        truncate_train_log(log_path, global_step)
     for model in wrapped.values():
         model.train()
     epoch = first_epoch
@@ -393,6 +509,24 @@ def train(
         epoch += 1
     accelerator.wait_for_everyone()
     return {name: accelerator.unwrap_model(model) for name, model in wrapped.items()}
+
+
+def truncate_train_log(path: Path, last_step: int) -> None:
+    """Keep the lines of the step log `path` up to `last_step` (a resumed run logs the later steps again, so that
+    its log reads like the uninterrupted run's); a line cut short by a kill is dropped. Rewritten atomically."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if step <= last_step:
+            kept.append(line + "\n")
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_text("".join(kept), encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def mean_over_processes(accelerator: Accelerator, logs: dict[str, float]) -> dict[str, float]:
@@ -443,22 +577,38 @@ def save_outputs(args: argparse.Namespace, models: dict, description: str) -> No
         overwrite=True,
     )
     if args.push_to_hub:
-        from huggingface_hub import create_repo, upload_folder
+        push_outputs(args, models)
 
-        repo_id = create_repo(
-            args.hub_model_id or Path(args.output_dir).name,
-            exist_ok=True,
-            token=args.hub_token,
-        ).repo_id
-        upload_folder(
+
+# Files of a training output that are not part of the published model.
+_NOT_PUBLISHED = ("checkpoint-*", ".incomplete-*", "logs", TRAIN_LOG)
+
+
+def push_outputs(args: argparse.Namespace, models: dict) -> str:
+    """Upload the training output with its code, as `pipe.push_to_hub` does: a whole pipeline (saved under "") in
+    the layout of `hub.save_pretrained_with_code`, so `DiffusionPipeline.from_pretrained(repo,
+    trust_remote_code=True)` loads it without diffusers-matte; each other model with its module next to its
+    weights. Checkpoints and logs stay local. Returns the commit URL."""
+    from huggingface_hub import create_repo, upload_folder
+
+    from . import hub
+
+    repo_id = getattr(args, "hub_repo_id", None)
+    if repo_id is None:
+        name = args.hub_model_id or Path(args.output_dir).name
+        repo_id = create_repo(name, exist_ok=True, token=args.hub_token).repo_id
+    ignored = shutil.ignore_patterns(*_NOT_PUBLISHED, args.logging_dir)
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copytree(args.output_dir, folder, ignore=ignored, dirs_exist_ok=True)
+        copied: dict = {}
+        for name, model in models.items():
+            if not name and hasattr(model, "components"):
+                hub.save_pretrained_with_code(model, folder)
+            elif name:
+                hub.copy_module_with_siblings(type(model), Path(folder) / name, copied)
+        return upload_folder(
             repo_id=repo_id,
-            folder_path=args.output_dir,
+            folder_path=folder,
             commit_message="End of training",
-            ignore_patterns=[
-                "checkpoint-*",
-                ".incomplete-*",
-                "logs/*",
-                "train_log.jsonl",
-            ],
             token=args.hub_token,
         )

@@ -6,14 +6,20 @@
 - Checkpoints in diffusers' examples layout (`output_dir/checkpoint-<step>/`): `list_checkpoints`,
   `get_latest_checkpoint`, `resolve_resume_checkpoint`, `prune_checkpoints`, and `save_checkpoint`, which writes a
   checkpoint to a temporary sibling directory and renames it into place, so that an interrupted write never
-  replaces or corrupts a good checkpoint.
+  replaces or corrupts a good checkpoint. Each checkpoint lists its files (`CHECKPOINT_FILES`); a checkpoint that
+  lacks one of them (cut short by a kill while it was copied or deleted) is refused for resuming
+  (`checkpoint_problems`). Pruning renames a checkpoint out of the `checkpoint-<step>` names before deleting it.
 - Accelerate save/load hooks that store models as diffusers `save_pretrained` subfolders:
-  `register_checkpoint_hooks` (or `make_save_model_hook` / `make_load_model_hook`).
+  `register_checkpoint_hooks` (or `make_save_model_hook` / `make_load_model_hook`). Models carrying peft (LoRA)
+  adapters are stored whole (base and adapter weights, `PEFT_MODEL_STATE`) and restored exactly.
+- `save_peft_adapter`: a model's LoRA adapter in peft's format (`adapter_config.json`,
+  `adapter_model.safetensors`).
 - `write_model_card`: a README.md with Apache-2.0 metadata for a training output, offline.
 
 Seeding: use `accelerate.utils.set_seed`; `accelerator.save_state` stores and `load_state` restores the RNG states.
 """
 
+import json
 import logging
 import os
 import re
@@ -34,6 +40,8 @@ CHECKPOINT_PREFIX = "checkpoint-"
 # `list_checkpoints` nor the diffusers examples' `startswith("checkpoint")` scans ever pick one up.
 INCOMPLETE_PREFIX = ".incomplete-"
 _CHECKPOINT_NAME = re.compile(rf"^{re.escape(CHECKPOINT_PREFIX)}(\d+)$")
+# Written last into every checkpoint: its files and their sizes, to tell a whole checkpoint from a cut one.
+CHECKPOINT_FILES = "checkpoint_files.json"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -197,7 +205,8 @@ def resolve_resume_checkpoint(output_dir: PathLike, resume_from_checkpoint: Opti
     """The directory `--resume_from_checkpoint` names: `"latest"`, a path, or a name inside `output_dir`.
 
     Returns None (after a warning, as diffusers' examples do: "Starting a new training run") when it does not
-    exist, and None without a warning when `resume_from_checkpoint` is None.
+    exist, and None without a warning when `resume_from_checkpoint` is None. A checkpoint that is incomplete
+    (`checkpoint_problems`) raises `ValueError`: accelerate would resume from it with only an info message.
     """
     if resume_from_checkpoint is None:
         return None
@@ -210,14 +219,68 @@ def resolve_resume_checkpoint(output_dir: PathLike, resume_from_checkpoint: Opti
     if path is None or not path.is_dir():
         logger.warning(f"Checkpoint '{resume_from_checkpoint}' does not exist. Starting a new training run.")
         return None
+    problems = checkpoint_problems(path)
+    if problems:
+        earlier = [p.name for p in list_checkpoints(path.parent) if p != path and not checkpoint_problems(p)]
+        hint = f"resume from an earlier one (--resume_from_checkpoint {earlier[-1]})" if earlier else "start over"
+        raise ValueError(
+            f"Checkpoint {path} is incomplete ({'; '.join(problems[:3])}): it was cut short, e.g. by a kill while it "
+            f"was copied or deleted. Delete it and {hint}."
+        )
     return path
 
 
-def prune_checkpoints(output_dir: PathLike, checkpoints_total_limit: Optional[int]) -> list[Path]:
+def checkpoint_problems(path: PathLike) -> list[str]:
+    """What makes the checkpoint at `path` unfit to resume from; empty when it is whole.
+
+    A checkpoint written by `save_checkpoint` lists its files and sizes in `CHECKPOINT_FILES`; each must be there
+    with its size. One without that list (written by accelerate directly, or by an older version) must at least
+    hold accelerate's optimizer, scheduler and random-state files.
+    """
+    path = Path(path)
+    listing = path / CHECKPOINT_FILES
+    if not listing.is_file():
+        names = [p.name for p in path.iterdir()] if path.is_dir() else []
+        expected = {
+            "the optimizer state (optimizer*.bin / .safetensors)": "optimizer",
+            "the scheduler state (scheduler*.bin)": "scheduler",
+            "the random states (random_states_*.pkl)": "random_states_",
+        }
+        return [f"{what} missing" for what, prefix in expected.items() if not any(n.startswith(prefix) for n in names)]
+    try:
+        files = json.loads(listing.read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return [f"unreadable {CHECKPOINT_FILES} ({error})"]
+    problems = []
+    for name, size in files.items():
+        file = path / name
+        if not file.is_file():
+            problems.append(f"{name} missing")
+        elif file.stat().st_size != size:
+            problems.append(f"{name} has {file.stat().st_size} bytes instead of {size}")
+    return problems
+
+
+def _write_file_list(directory: Path) -> None:
+    files = {
+        str(p.relative_to(directory)): p.stat().st_size
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name != CHECKPOINT_FILES
+    }
+    (directory / CHECKPOINT_FILES).write_text(json.dumps({"files": files}, indent=1) + "\n", encoding="utf-8")
+
+
+def prune_checkpoints(
+    output_dir: PathLike, checkpoints_total_limit: Optional[int], keep: Optional[PathLike] = None
+) -> list[Path]:
     """Deletes the oldest checkpoints so that at most `checkpoints_total_limit` remain; returns the deleted ones.
 
     `save_checkpoint` prunes *after* a successful save (diffusers' examples prune before saving, which loses a
-    good checkpoint when the save then fails), so the limit counts the new checkpoint.
+    good checkpoint when the save then fails), so the limit counts the new checkpoint; `train` prunes once more at
+    the start, for a run killed between a save and its pruning. `keep` (the checkpoint a run resumes from) is
+    never deleted. Each checkpoint is first renamed out of the `checkpoint-<step>` names, then deleted, so a kill
+    half-way through leaves a hidden leftover (`remove_incomplete_checkpoints`), never a checkpoint with missing
+    files.
     """
     if checkpoints_total_limit is None:
         return []
@@ -225,16 +288,23 @@ def prune_checkpoints(output_dir: PathLike, checkpoints_total_limit: Optional[in
         raise ValueError(f"`checkpoints_total_limit` must be at least 1, got {checkpoints_total_limit}.")
     checkpoints = list_checkpoints(output_dir)
     removed = checkpoints[: max(0, len(checkpoints) - checkpoints_total_limit)]
+    if keep is not None:
+        removed = [path for path in removed if path.resolve() != Path(keep).resolve()]
     if removed:
         logger.info(f"Removing {len(removed)} old checkpoint(s): {', '.join(path.name for path in removed)}")
     for path in removed:
-        shutil.rmtree(path)
+        doomed = path.parent / f"{INCOMPLETE_PREFIX}{path.name}.removed"
+        if doomed.exists():
+            shutil.rmtree(doomed)
+        os.replace(path, doomed)
+        _fsync_dir(path.parent)
+        shutil.rmtree(doomed)
     return removed
 
 
 def remove_incomplete_checkpoints(output_dir: PathLike) -> list[Path]:
-    """Deletes the temporary directories left by saves that were killed before they could clean up (a crash,
-    SIGKILL, power loss); returns them. Call it on the main process at the start of a run.
+    """Deletes the temporary directories left by saves or prunings that were killed before they could clean up (a
+    crash, SIGKILL, power loss); returns them. Call it on the main process at the start of a run.
     """
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
@@ -329,7 +399,12 @@ def save_checkpoint(
             "whose `automatic_checkpoint_naming` is False (the default)."
         )
     final_dir = Path(output_dir) / f"{CHECKPOINT_PREFIX}{global_step}"
-    atomic_write_directory(final_dir, accelerator.save_state, overwrite=overwrite)
+
+    def write(directory: str) -> None:
+        accelerator.save_state(directory)
+        _write_file_list(Path(directory))
+
+    atomic_write_directory(final_dir, write, overwrite=overwrite)
     logger.info(f"Saved state to {final_dir}")
     prune_checkpoints(output_dir, checkpoints_total_limit)
     return final_dir
@@ -356,9 +431,50 @@ def _subfolder_of(model: torch.nn.Module, subfolders: Mapping[type, str]) -> Opt
     return None
 
 
+# A model with peft adapters is checkpointed whole: its config, and every weight (base layers and adapters) under
+# the names the live, adapter-carrying model has, which `load_state_dict(strict=True)` restores exactly.
+PEFT_MODEL_STATE = "peft_model_state.safetensors"
+PEFT_ADAPTER_CONFIG, PEFT_ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+
+
+def has_peft_adapters(model: torch.nn.Module) -> bool:
+    """Whether `model` carries peft adapters (e.g. after diffusers' `add_adapter(LoraConfig(...))`)."""
+    return bool(getattr(model, "peft_config", None))
+
+
+def save_peft_adapter(model: torch.nn.Module, directory: PathLike, adapter_name: str = "default") -> Path:
+    """Write the adapter `adapter_name` of `model` in peft's format: `adapter_config.json` (its `LoraConfig`) and
+    `adapter_model.safetensors` (`peft.get_peft_model_state_dict`). It loads back with
+    `model.load_lora_adapter(directory, weight_name="adapter_model.safetensors", prefix=None)` on the same base
+    model, or with peft's `set_peft_model_state_dict` after `add_adapter(LoraConfig.from_pretrained(directory))`.
+    Weights that are trained in full (e.g. a new head) are not part of the adapter."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    if adapter_name not in (getattr(model, "peft_config", None) or {}):
+        raise ValueError(f"{type(model).__name__} has no peft adapter named {adapter_name!r}.")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.peft_config[adapter_name].save_pretrained(str(directory))
+    state = get_peft_model_state_dict(model, adapter_name=adapter_name)
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(directory / PEFT_ADAPTER_WEIGHTS))
+    return directory
+
+
+def _save_peft_model(model: torch.nn.Module, directory: str) -> None:
+    from safetensors.torch import save_file
+
+    os.makedirs(directory, exist_ok=True)
+    model.save_config(directory)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, os.path.join(directory, PEFT_MODEL_STATE))
+    save_peft_adapter(model, directory)
+
+
 def make_save_model_hook(accelerator: Any, subfolders: Mapping[type, str]) -> Callable:
     """An `accelerator.register_save_state_pre_hook` hook: every model whose class is in `subfolders` is written
-    with `save_pretrained(checkpoint/<subfolder>)` (on the main process) instead of accelerate's `model_<i>` file.
+    with `save_pretrained(checkpoint/<subfolder>)` (on the main process) instead of accelerate's `model_<i>` file;
+    a model with peft adapters is written whole (`PEFT_MODEL_STATE`, plus its adapter in peft's format).
 
     Models of other classes stay with accelerate; they keep their relative order, which the load hook preserves.
     """
@@ -376,7 +492,10 @@ def make_save_model_hook(accelerator: Any, subfolders: Mapping[type, str]) -> Ca
                 )
             handled.append((index, subfolder))
             if accelerator.is_main_process:
-                unwrapped.save_pretrained(os.path.join(output_dir, subfolder))
+                if has_peft_adapters(unwrapped):
+                    _save_peft_model(unwrapped, os.path.join(output_dir, subfolder))
+                else:
+                    unwrapped.save_pretrained(os.path.join(output_dir, subfolder))
         # Pop in reverse so the remaining indices stay valid; accelerate saves what is left as model_0, model_1...
         for index, _ in reversed(handled):
             if index < len(weights):
@@ -388,7 +507,9 @@ def make_save_model_hook(accelerator: Any, subfolders: Mapping[type, str]) -> Ca
 def make_load_model_hook(accelerator: Any, subfolders: Mapping[type, str]) -> Callable:
     """An `accelerator.register_load_state_pre_hook` hook, the inverse of `make_save_model_hook`: reloads every
     model of a listed class from `checkpoint/<subfolder>` (config included) and removes it from accelerate's list.
+    A model with peft adapters gets back every weight under its own names (`strict`), so a LoRA run resumes exactly.
     """
+    from safetensors.torch import load_file
 
     def load_model_hook(models: list, input_dir: str) -> None:
         for index in reversed(range(len(models))):
@@ -396,10 +517,21 @@ def make_load_model_hook(accelerator: Any, subfolders: Mapping[type, str]) -> Ca
             subfolder = _subfolder_of(unwrapped, subfolders)
             if subfolder is None:
                 continue
-            loaded = type(unwrapped).from_pretrained(input_dir, subfolder=subfolder)
-            unwrapped.register_to_config(**loaded.config)
-            unwrapped.load_state_dict(loaded.state_dict())
-            del loaded
+            peft_state = os.path.join(input_dir, subfolder, PEFT_MODEL_STATE)
+            live, saved = has_peft_adapters(unwrapped), os.path.isfile(peft_state)
+            if live != saved:
+                raise ValueError(
+                    f"The model {subfolder!r} to resume {'has' if live else 'has no'} LoRA adapters, but the "
+                    f"checkpoint {input_dir} was saved {'without' if live else 'with'} them: resume with the same "
+                    "--use_lora setting."
+                )
+            if os.path.isfile(peft_state):
+                unwrapped.load_state_dict(load_file(peft_state), strict=True)
+            else:
+                loaded = type(unwrapped).from_pretrained(input_dir, subfolder=subfolder)
+                unwrapped.register_to_config(**loaded.config)
+                unwrapped.load_state_dict(loaded.state_dict())
+                del loaded
             models.pop(index)
 
     return load_model_hook
