@@ -158,6 +158,21 @@ def test_matte_frames_streams_one_frame_at_a_time(pipe):
         assert image.shape == (1, 3, 20, 24) and alphas[0].shape == (1, 1, 20, 24)
 
 
+def test_writers_take_odd_sizes_and_the_alpha_video_is_lossless(tmp_path):
+    alpha = (np.arange(33 * 47).reshape(33, 47) % 256).astype(np.uint8)
+    with video.alpha_video_writer(tmp_path / "a.webm", 47, 33, 10) as writer:
+        for _ in range(3):
+            writer.write(alpha)
+    with video.cutout_video_writer(tmp_path / "c.webm", 47, 33, 10) as writer:
+        for _ in range(3):
+            writer.write(np.dstack([alpha] * 4))
+    frames = list(video.iter_frames(tmp_path / "a.webm", "gray"))
+    assert len(frames) == 3 and all(np.array_equal(f[..., 0], alpha) for f in frames)
+    cutouts = list(video.iter_frames(tmp_path / "c.webm", "rgba", decoder="libvpx-vp9"))
+    assert len(cutouts) == 3 and cutouts[0].shape == (33, 47, 4)
+    assert np.abs(cutouts[0][..., 3].astype(int) - alpha).mean() < 2
+
+
 def test_metrics_score_error_and_flicker():
     metrics = video.VideoMetrics()
     gt = np.zeros((10, 10))
