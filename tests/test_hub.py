@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import huggingface_hub
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 from diffusers import DiffusionPipeline
@@ -46,6 +47,19 @@ REMOTE_LOAD_SCRIPT = textwrap.dedent("""
         image = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0))
         np.save(f"{out_dir}/{name}.npy", pipe(image, "the cat on the left", processing_resolution=32).alpha)
         json.dump(modules, open(f"{out_dir}/{name}.json", "w"))
+    assert not [m for m in sys.modules if m.split(".")[0] == "diffusers_matte"]
+    """)
+
+
+# Without the package: load an exported folder with remote code, `save_pretrained` it, load the copy, run both.
+RESAVE_SCRIPT = REMOTE_LOAD_SCRIPT.split("\nfolder, out_dir")[0] + textwrap.dedent("""
+    folder, again, out_dir = sys.argv[1], sys.argv[2], sys.argv[3]
+    pipe = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
+    pipe.save_pretrained(again)
+    pipe = DiffusionPipeline.from_pretrained(again, trust_remote_code=True)
+    pipe.set_progress_bar_config(disable=True)
+    image = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+    np.save(f"{out_dir}/again.npy", pipe(image, "the cat on the left", processing_resolution=32).alpha)
     assert not [m for m in sys.modules if m.split(".")[0] == "diffusers_matte"]
     """)
 
@@ -270,3 +284,94 @@ def test_push_to_hub_uploads_code_weights_and_card(exported, tmp_path, monkeypat
     assert not (uploads[1][1] / "README.md").exists()
     pipe.push_to_hub("me/matte", overwrite_model_card=True)
     assert (uploads[2][1] / "README.md").exists()
+
+
+def _offline_env(tmp_path):
+    return {
+        **os.environ,
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONWARNINGS": "ignore",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def test_our_from_pretrained_loads_the_exported_folder(exported):
+    pipe, folder = exported
+    loaded = SoftGroundingMattingPipeline.from_pretrained(folder)  # today: "contains custom code"
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded) is SoftGroundingMattingPipeline
+    assert type(loaded.unet).__module__ == "diffusers_matte.models.unet_matte"
+    np.testing.assert_allclose(_alpha(loaded), _alpha(pipe), atol=1e-6)
+    index = json.loads((folder / "model_index.json").read_text())
+    assert hub.with_installed_classes(index)["refiner"] == [
+        "diffusers_matte.models.sparse_refiner",
+        "SparseMatteRefiner",
+    ]
+    assert hub.with_installed_classes(index)["vae"] == ["diffusers", "AutoencoderKL"]
+
+
+def _cli(capsys, *argv):
+    from diffusers_matte import cli
+
+    code = cli.main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def _photo(tmp_path):
+    path = tmp_path / "photo.png"
+    PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 28, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_predict_loads_exported_folders_and_asks_before_running_foreign_code(exported, tmp_path, capsys):
+    _, folder = exported
+    photo = _photo(tmp_path)
+    base = ["predict", photo, "--prompt", "the cat", "--processing-resolution", 32]
+    code, err = _cli(capsys, *base, "--model", folder, "--output-dir", tmp_path / "ours")
+    assert code == 0, err
+    # a fork: the same weights with code whose module is not ours
+    fork = tmp_path / "fork"
+    shutil.copytree(folder, fork)
+    (fork / "unet" / "unet_matte.py").rename(fork / "unet" / "forked_unet.py")
+    index = json.loads((fork / "model_index.json").read_text())
+    index["unet"] = ["forked_unet", "MatteUNet2DConditionModel"]
+    (fork / "model_index.json").write_text(json.dumps(index))
+    code, err = _cli(capsys, *base, "--model", fork, "--output-dir", tmp_path / "fork_out")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "not diffusers-matte's own" in err and "--trust-remote-code" in err
+    code, err = _cli(capsys, *base, "--model", fork, "--output-dir", tmp_path / "fork_out", "--trust-remote-code")
+    assert code == 0, err
+    ours, forked = (np.asarray(PIL.Image.open(tmp_path / d / "photo_the-cat_alpha.png")) for d in ("ours", "fork_out"))
+    np.testing.assert_array_equal(ours, forked)
+
+
+def test_predict_refuses_pickle_only_weights_unless_allowed(tmp_path, capsys):
+    pipe = _pipe()
+    pipe.save_pretrained(tmp_path / "pickled", safe_serialization=False)
+    capsys.readouterr()
+    assert not list((tmp_path / "pickled" / "unet").glob("*.safetensors"))  # transformers saves safetensors anyway
+    photo = _photo(tmp_path)
+    base = ["predict", photo, "--prompt", "a", "--model", tmp_path / "pickled", "--output-dir", tmp_path / "out"]
+    base += ["--processing-resolution", 32]
+    code, err = _cli(capsys, *base)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "only pickle (.bin) weights for matting_decoder, text_adapter, unet, vae" in err and "--allow-pickle" in err
+    code, err = _cli(capsys, *base, "--allow-pickle")
+    assert code == 0, err
+    SoftGroundingMattingPipeline.from_pretrained(tmp_path / "pickled")  # the Python API keeps diffusers' behaviour
+
+
+def test_a_remote_code_pipeline_saves_a_folder_that_loads_again(exported, tmp_path):
+    pipe, folder = exported
+    script = tmp_path / "resave.py"
+    script.write_text(RESAVE_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, str(script), str(folder), str(tmp_path / "again"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=_offline_env(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "again" / "unet" / "unet_matte.py").is_file()
+    np.testing.assert_allclose(np.load(tmp_path / "again.npy"), _alpha(pipe), atol=1e-6)

@@ -15,20 +15,29 @@ so that `DiffusionPipeline.from_pretrained(folder_or_repo, trust_remote_code=Tru
 The copied modules may import installed libraries and same-folder modules only; anything else is refused.
 """
 
-import ast
-import inspect
-import json
+import importlib
+import importlib.util
 import os
-import shutil
 import string
-import sys
 import tempfile
 from pathlib import Path
 
 from huggingface_hub import ModelCard, create_repo, file_exists, upload_folder
 
-# Libraries diffusers loads components from without custom code.
-_BUILTIN_LIBRARIES = ("diffusers", "transformers")
+from .pipelines.soft_grounding.remote_code import BUILTIN_LIBRARIES as _BUILTIN_LIBRARIES
+from .pipelines.soft_grounding.remote_code import add_code_to_saved_pipeline, copy_module_with_siblings
+
+__all__ = [
+    "add_code_to_saved_pipeline",
+    "copy_module_with_siblings",
+    "make_model_card",
+    "push_to_hub",
+    "save_pretrained_with_code",
+    "with_installed_classes",
+]
+
+# Where the modules an export copies come from (models and the pipeline's folder).
+_EXPORTED_FROM = ("diffusers_matte.models", "diffusers_matte.pipelines.soft_grounding")
 # Templates live in the repository's model_cards/ folder, which a built wheel carries as diffusers_matte/model_cards.
 MODEL_CARD_DIR = Path(__file__).parent / "model_cards"
 if not MODEL_CARD_DIR.is_dir():  # a source checkout (editable install)
@@ -36,84 +45,52 @@ if not MODEL_CARD_DIR.is_dir():  # a source checkout (editable install)
 DEFAULT_MODEL_CARD = "soft_grounding_matting.md"
 
 
-def _module_file(cls: type) -> Path:
-    module = sys.modules.get(cls.__module__)
-    path = inspect.getsourcefile(module) if module is not None else None
-    if path is None:
-        raise ValueError(f"Cannot find the source file of {cls.__module__} (class {cls.__name__}).")
-    return Path(path)
-
-
-def _sibling_imports(path: Path) -> list[str]:
-    """Names of the same-folder modules `path` imports (`from .x import y`, `from . import x`); refuses imports
-    that would not resolve next to the copied file."""
-    siblings = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            names = [node.module] if node.module else [alias.name for alias in node.names]
-            for name in names:
-                if "." in name:
-                    raise ValueError(f"{path} imports .{name}: only flat same-folder modules can be exported.")
-                siblings.append(name)
-            continue
-        if isinstance(node, ast.ImportFrom) and node.level > 1:
-            raise ValueError(f"{path} imports from a parent package ({'.' * node.level}{node.module or ''}).")
-        if isinstance(node, ast.ImportFrom):
-            modules = [node.module]
-        elif isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
-        else:
-            continue
-        if any(module.split(".")[0] == "diffusers_matte" for module in modules):
-            raise ValueError(f"{path} imports {', '.join(modules)}: exported code must not need diffusers_matte.")
-    return siblings
-
-
-def copy_module_with_siblings(cls: type, destination: Path, copied: dict[str, Path]) -> str:
-    """Copy the module defining `cls`, and the same-folder modules it needs, into `destination`.
-
-    `copied` maps file names to their sources across one export: diffusers flattens every exported module into
-    one folder when loading, so one name must not stand for two different files. Returns the module's name.
-    """
-    destination.mkdir(parents=True, exist_ok=True)
-    root = _module_file(cls)
-    pending = [root]
-    while pending:
-        path = pending.pop()
-        if path.name in copied:
-            if copied[path.name].resolve() != path.resolve():
-                raise ValueError(f"Two exported modules are named {path.name}: {copied[path.name]} and {path}.")
-            if (destination / path.name).exists():
-                continue
-        copied[path.name] = path
-        shutil.copyfile(path, destination / path.name)
-        pending.extend(path.parent / f"{name}.py" for name in _sibling_imports(path))
-    return root.stem
-
-
 def save_pretrained_with_code(pipeline, save_directory: str | os.PathLike, **save_kwargs) -> None:
     """`pipeline.save_pretrained(save_directory, **save_kwargs)`, then the code and a `model_index.json` for
     `DiffusionPipeline.from_pretrained(save_directory, trust_remote_code=True)` (layout in the module docstring).
 
     Works as well for a pipeline that was itself loaded with `trust_remote_code` (its classes then come from
-    diffusers' module cache, and a plain `save_pretrained` would write unloadable module names).
+    diffusers' module cache; its own `save_pretrained` writes the code too, so that such a folder reloads).
     """
-    save_directory = Path(save_directory)
     pipeline.save_pretrained(save_directory, **save_kwargs)
-    index_path = save_directory / "model_index.json"
-    index = json.loads(index_path.read_text(encoding="utf-8"))
-    copied = {}
-    pipeline_module = copy_module_with_siblings(type(pipeline), save_directory, copied)
-    index["_class_name"] = [pipeline_module, type(pipeline).__name__]
-    for name, component in pipeline.components.items():
-        entry = index.get(name)
-        if component is None or not isinstance(entry, list) or entry[0] is None:
+    add_code_to_saved_pipeline(pipeline, save_directory)
+
+
+def _installed_module(module: str, class_name: str) -> str | None:
+    """The diffusers-matte module that defines `class_name` under the file name `module` of an exported folder, or
+    None when the exported code is not ours (another module or class name)."""
+    for package in _EXPORTED_FROM:
+        name = f"{package}.{module}"
+        try:
+            if importlib.util.find_spec(name) is None:
+                continue
+        except (ImportError, ValueError):
             continue
-        if entry[0].split(".")[0] in _BUILTIN_LIBRARIES:
+        if isinstance(getattr(importlib.import_module(name), class_name, None), type):
+            return name
+    return None
+
+
+def with_installed_classes(index: dict) -> dict:
+    """A `model_index.json` of the exported layout (`save_pretrained_with_code`) with each entry whose code is
+    diffusers-matte's own (same module file and class names) pointing at the installed classes instead, so that
+    `SoftGroundingMattingPipeline.from_pretrained` loads such a folder without `trust_remote_code`. Entries whose
+    code is not ours are kept: diffusers then asks for `trust_remote_code`. Other indexes come back unchanged."""
+    index = dict(index)
+    class_name = index.get("_class_name")
+    if isinstance(class_name, (list, tuple)) and len(class_name) == 2:
+        if _installed_module(*class_name) is not None:
+            index["_class_name"] = class_name[1]
+    for key, entry in index.items():
+        if key.startswith("_") or not isinstance(entry, (list, tuple)) or len(entry) != 2:
             continue
-        module = copy_module_with_siblings(type(component), save_directory / name, copied)
-        index[name] = [module, type(component).__name__]
-    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        library, name = entry
+        if not isinstance(library, str) or "." in library or library in _BUILTIN_LIBRARIES or name is None:
+            continue
+        installed = _installed_module(library, name)
+        if installed is not None:
+            index[key] = [installed, name]
+    return index
 
 
 def _parameter_table(pipeline) -> str:

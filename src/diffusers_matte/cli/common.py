@@ -255,14 +255,33 @@ def load_pipeline(
                 "code from the files: pass --allow-pickle if you trust them, or convert them to .safetensors"
             )
     try:
-        pipe = SoftGroundingMattingPipeline.from_pretrained(
-            model, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True
-        )
+        with _quiet_loading():
+            pipe = SoftGroundingMattingPipeline.from_pretrained(
+                model, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True
+            )
     except Exception as error:  # any loading failure is reported as one line
         reason = _loading_reason(error, trust_remote_code, allow_pickle)
         raise UsageError(f"cannot load the model {model!r}: {reason}") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """No "Loading pipeline components" / "Loading weights" bars from diffusers and transformers while loading (a
+    Hub download keeps huggingface_hub's own progress)."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    enabled = [(lib, lib.is_progress_bar_enabled()) for lib in (diffusers_logging, transformers_logging)]
+    for lib, _ in enabled:
+        lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, was_enabled in enabled:
+            if was_enabled:
+                lib.enable_progress_bar()
 
 
 def _loading_reason(error: Exception, trust_remote_code: bool, allow_pickle: bool) -> str:

@@ -8,8 +8,8 @@ One call follows the paper's inference path (Fig. 3, Secs. 3.2-3.4), in a single
     matting_decoder(pixels, coarse alpha, R, features) --> alpha (processing resolution)
     [refiner(image at full size, alpha, decoder context) --> alpha (input resolution)]
 
-This file imports only installed libraries and its sibling `image_processor.py`, so that `diffusers_matte.hub` can
-copy both next to a checkpoint for `trust_remote_code` loading without our package.
+This file imports only installed libraries and its siblings `image_processor.py` and `remote_code.py`, so that
+`diffusers_matte.hub` can copy them next to a checkpoint for `trust_remote_code` loading without our package.
 """
 
 import importlib
@@ -27,6 +27,7 @@ from diffusers.utils import BaseOutput, logging
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from .image_processor import SoftGroundingImageProcessor, load_images
+from .remote_code import add_code_to_saved_pipeline
 
 logger = logging.get_logger(__name__)
 
@@ -173,6 +174,26 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
         _import_component_modules(path)
         return super().from_pretrained(path, **kwargs)
 
+    @classmethod
+    def load_config(cls, *args, **kwargs):
+        """`DiffusionPipeline.load_config`; a `model_index.json` of the exported layout (`save_pretrained_with_code`)
+        whose code is diffusers-matte's own is read as naming the installed classes, so that such a folder loads
+        without `trust_remote_code` where the package is installed (`diffusers_matte.hub.with_installed_classes`)."""
+        config = super().load_config(*args, **kwargs)
+        try:
+            translate = importlib.import_module("diffusers_matte.hub").with_installed_classes
+        except ImportError:  # this file exported and loaded as remote code, without diffusers_matte
+            return config
+        return (translate(config[0]), *config[1:]) if isinstance(config, tuple) else translate(config)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """`DiffusionPipeline.save_pretrained`. A pipeline loaded as remote code (its classes from diffusers' module
+        cache, not from diffusers_matte) also writes its code, so that the folder loads again with
+        `trust_remote_code=True` where diffusers_matte is not installed."""
+        super().save_pretrained(save_directory, **kwargs)
+        if type(self).__module__.split(".")[0] != "diffusers_matte":
+            add_code_to_saved_pipeline(self, save_directory)
+
     def save_pretrained_with_code(self, save_directory: str | os.PathLike, **kwargs) -> None:
         """`save_pretrained`, plus the code of the pipeline and of its custom components, so that
         `DiffusionPipeline.from_pretrained(save_directory, trust_remote_code=True)` works without `diffusers_matte`.
@@ -182,7 +203,13 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
 
     def push_to_hub(self, repo_id: str, **kwargs) -> str:
         """Upload the pipeline with its code and a model card; see `diffusers_matte.hub.push_to_hub`."""
-        return importlib.import_module("diffusers_matte.hub").push_to_hub(self, repo_id, **kwargs)
+        try:
+            hub = importlib.import_module("diffusers_matte.hub")
+        except (
+            ImportError
+        ):  # exported copy without diffusers_matte: diffusers' upload of `save_pretrained` (with code)
+            return super().push_to_hub(repo_id, **kwargs)
+        return hub.push_to_hub(self, repo_id, **kwargs)
 
     # Inputs ------------------------------------------------------------------------------------------------------
 
