@@ -464,3 +464,14 @@ def test_readme_main_command_runs_with_the_shipped_demo_model(capsys, tmp_path):
     on_target = alpha[target.alpha > 0.5].mean()
     on_others = alpha[(others > 0.5) & (target.alpha < 0.05)].mean()
     assert on_target > 0.5 and on_target > 5 * on_others, (on_target, on_others)
+
+
+def test_readme_describes_the_output_and_model_options():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    predict_help = subprocess.run(
+        [sys.executable, "-m", "diffusers_matte.cli", "predict", "--help"], capture_output=True, text=True
+    ).stdout
+    for flag in ("--skip-existing", "--overwrite", "--trust-remote-code", "--allow-pickle", "--max-megapixels"):
+        assert f"`{flag}`" in readme and flag in predict_help, flag
+    for words in ("symbolic link", "diffusers-matte-outputs.json", "--overwrite_output_dir", "peft"):
+        assert words in readme, words

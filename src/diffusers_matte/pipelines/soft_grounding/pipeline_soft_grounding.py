@@ -205,9 +205,8 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
         """Upload the pipeline with its code and a model card; see `diffusers_matte.hub.push_to_hub`."""
         try:
             hub = importlib.import_module("diffusers_matte.hub")
-        except (
-            ImportError
-        ):  # exported copy without diffusers_matte: diffusers' upload of `save_pretrained` (with code)
+        except ImportError:
+            # the exported copy, without diffusers_matte: diffusers' upload of `save_pretrained` (code included)
             return super().push_to_hub(repo_id, **kwargs)
         return hub.push_to_hub(self, repo_id, **kwargs)
 
