@@ -79,7 +79,7 @@ def test_read_upload_refuses_an_image_above_the_megapixel_limit(tmp_path):
     "name, write, message",
     [
         ("notes.txt", lambda p: p.write_text("not an image"), "notes.txt cannot be read as an image"),
-        ("anim.gif", lambda p: PIL.Image.new("P", (8, 8)).save(p), "GIF files are not supported; upload a PNG"),
+        ("icon.ico", lambda p: PIL.Image.new("RGB", (16, 16)).save(p), "ICO files are not supported; upload a PNG"),
         ("truncated.png", lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20), "cannot be read"),
     ],
 )
@@ -88,6 +88,17 @@ def test_read_upload_refuses_unsupported_or_unreadable_files(tmp_path, name, wri
     write(path)
     with pytest.raises(demo_lib.DemoInputError, match=message):
         demo_lib.read_upload(path)
+
+
+def test_read_upload_reads_as_the_command_line_does(tmp_path):
+    path = tmp_path / "sideways.jpg"
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6  # stored sideways: shown rotated by 90 degrees
+    PIL.Image.new("RGB", (30, 20), (200, 100, 50)).save(path, exif=exif)
+    assert demo_lib.read_upload(path).shape == (1, 3, 30, 20)
+    gif = tmp_path / "first_frame.gif"
+    PIL.Image.new("P", (8, 6)).save(gif)
+    assert demo_lib.read_upload(gif).shape == (1, 3, 6, 8)
 
 
 def test_read_upload_asks_for_an_image_when_there_is_none():

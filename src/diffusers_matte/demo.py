@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import PIL.Image
 
-from .pipelines.soft_grounding.image_processor import alpha_to_pil, cutout, load_image
+from .pipelines.soft_grounding.image_processor import alpha_to_pil, cutout, load_image, open_image
 
 if TYPE_CHECKING:
     import gradio
@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_MEGAPIXELS = 16.0
 MAX_PROMPTS = 8
-# PIL format names of the files the demo accepts (GIF, ICO, PSD, ... are refused: frames, palettes, layers).
-SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
+# PIL format names of the files the demo accepts, those `diffusers-matte predict` takes from a folder (icons,
+# Photoshop files, PDFs, ... that PIL could also open are refused).
+SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 # The repository's examples (images and prompts); absent from an installed wheel, then the demo has none.
 EXAMPLES_FILE = Path(__file__).resolve().parents[2] / "examples" / "gallery.json"
 CHECKER_SQUARE = 8
@@ -67,33 +68,35 @@ def read_upload(path: str | Path | None, max_megapixels: float = DEFAULT_MAX_MEG
     """Open an uploaded image file and return it as a `(1, 3, H, W)` float tensor in [0, 1].
 
     The format and the size are read from the header before the pixels are decoded, so an oversized image is
-    refused without being loaded.
+    refused without being loaded; the pixels are then read as the command line reads them (`open_image`: EXIF
+    orientation applied, any mode converted, the first frame of an animation).
 
     Raises:
         DemoInputError: no file, not an image, a format outside `SUPPORTED_FORMATS`, more than `max_megapixels`
-            million pixels, or an image the pipeline cannot take (e.g. a CMYK JPEG).
+            million pixels, or an image that cannot be decoded.
     """
     if path is None:
         raise DemoInputError("Upload an image first.")
     name = Path(path).name
     try:
-        with PIL.Image.open(path) as image:
-            if image.format not in SUPPORTED_FORMATS:
-                raise DemoInputError(
-                    f"{name}: {image.format or 'this'} files are not supported; upload a "
-                    f"{', '.join(SUPPORTED_FORMATS[:-1])} or {SUPPORTED_FORMATS[-1]} image."
-                )
-            megapixels = image.width * image.height / 1e6
-            if megapixels > max_megapixels:
-                raise DemoInputError(
-                    f"{name} is {image.width}x{image.height} ({megapixels:.3g} megapixels), above this demo's limit "
-                    f"of {max_megapixels:g} megapixels; upload a smaller image."
-                )
-            image.load()
-            return load_image(image)
-    except DemoInputError:
-        raise
+        with PIL.Image.open(path) as header:  # the format and the size; no pixel is decoded yet
+            image_format, (width, height) = header.format, header.size
     except (OSError, ValueError, PIL.Image.DecompressionBombError) as error:
+        raise DemoInputError(f"{name} cannot be read as an image: {error}.") from None
+    if image_format not in SUPPORTED_FORMATS:
+        raise DemoInputError(
+            f"{name}: {image_format or 'this'} files are not supported; upload a "
+            f"{', '.join(SUPPORTED_FORMATS[:-1])} or {SUPPORTED_FORMATS[-1]} image."
+        )
+    megapixels = width * height / 1e6
+    if megapixels > max_megapixels:
+        raise DemoInputError(
+            f"{name} is {width}x{height} ({megapixels:.3g} megapixels), above this demo's limit of "
+            f"{max_megapixels:g} megapixels; upload a smaller image."
+        )
+    try:
+        return load_image(open_image(path, max_megapixels))
+    except (OSError, ValueError) as error:
         reason = str(error).split(". Expected")[0]
         raise DemoInputError(f"{name} cannot be read as an image: {reason}.") from None
 
