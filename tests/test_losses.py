@@ -13,8 +13,6 @@ from scipy import ndimage
 
 from diffusers_matte.losses import (
     DistillationLossWeights,
-    SemanticGuidanceProjection,
-    SemanticGuidanceProjector,
     coarse_alpha_loss,
     cross_attention_transparency_loss,
     downsample_alpha,
@@ -28,6 +26,10 @@ from diffusers_matte.losses import (
     semantic_guidance_loss,
     soft_grounding_distillation_loss,
     transparency_confidence_loss,
+)
+from diffusers_matte.models.semantic_guidance_projector import (
+    SemanticGuidanceProjection,
+    SemanticGuidanceProjector,
 )
 from diffusers_matte.models.unet_matte import (
     MatteUNet2DConditionModel,
@@ -139,7 +141,8 @@ def test_projector_from_features_and_layer_pairs(tmp_path):
     assert SemanticGuidanceProjector.from_pretrained(tmp_path).layer_pairs == {"x": "y"}
     teacher = {"y": torch.ones(1, 5, 4, 4)}
     expected = F.mse_loss(paired(student)["x"], teacher["y"])
-    assert semantic_guidance_loss(teacher, student, torch.ones(1, 1, 4, 4), paired) == expected
+    loss = semantic_guidance_loss(teacher, paired(student), torch.ones(1, 1, 4, 4), paired.layer_pairs)
+    assert loss == expected
 
 
 def test_semantic_guidance_hand_computed_and_masked():
@@ -157,7 +160,9 @@ def test_semantic_guidance_gradients_reach_student_and_phi_not_teacher(generator
     projector = SemanticGuidanceProjector(["a"], in_channels=[3], out_channels=[5])
     student = torch.randn(2, 3, 4, 4, generator=generator, requires_grad=True)
     teacher = torch.randn(2, 5, 4, 4, generator=generator, requires_grad=True)
-    loss = semantic_guidance_loss({"a": teacher}, {"a": student}, torch.ones(2, 1, 8, 8), projector)
+    loss = semantic_guidance_loss(
+        {"a": teacher}, projector({"a": student}), torch.ones(2, 1, 8, 8), projector.layer_pairs
+    )
     loss.backward()
     assert student.grad.abs().sum() > 0
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in projector.parameters())
@@ -346,7 +351,11 @@ def test_total_loss_is_the_weighted_sum_of_its_parts(generator):
     known = torch.ones(2, 1, 32, 32)
     known[..., 10:20, 4:30] = 0.0  # a transparent band
 
-    total, parts = soft_grounding_distillation_loss(coarse, logits, alpha_gt, known, teacher, student, projector)
+    features = student.features
+    student.features = projector(features)
+    total, parts = soft_grounding_distillation_loss(
+        coarse, logits, alpha_gt, known, teacher, student, projector.layer_pairs
+    )
     assert set(parts) == {"stm", "ctm", "sg", "alpha_lr", "r"}
     assert parts["stm"] == self_attention_transparency_loss(
         teacher.self_attention,
@@ -359,7 +368,7 @@ def test_total_loss_is_the_weighted_sum_of_its_parts(generator):
     expected = 10 * parts["stm"] + 0.1 * parts["ctm"] + 0.5 * parts["sg"] + 10 * parts["alpha_lr"] + parts["r"]
     assert torch.allclose(total, expected)
     total.backward()
-    for tensor in (coarse, logits, student.features["up_blocks.0"]):
+    for tensor in (coarse, logits, features["up_blocks.0"]):
         assert tensor.grad.abs().sum() > 0
     assert all(p.grad is not None for p in projector.parameters())
 
@@ -476,6 +485,7 @@ def test_distillation_loss_on_captured_unet_maps(teacher_unet, generator):
     projector = SemanticGuidanceProjector.from_features(
         student_captured.features, teacher_captured.features, layer_pairs=pairs
     )
+    student_captured.features = projector(student_captured.features)  # Phi, as train_distill.py applies it
     # A hard square with a soft (transparent) vertical band through it.
     alpha_gt = torch.zeros(2, 1, 128, 128)
     alpha_gt[..., 32:96, 32:96] = 1.0
@@ -490,7 +500,7 @@ def test_distillation_loss_on_captured_unet_maps(teacher_unet, generator):
         known,
         teacher_captured,
         student_captured,
-        projector,
+        projector.layer_pairs,
     )
     assert all(torch.isfinite(value) and value > 0 for value in parts.values())
     total.backward()

@@ -20,11 +20,8 @@ import argparse
 
 import torch
 
-from diffusers_matte.losses import (
-    DistillationLossWeights,
-    SemanticGuidanceProjector,
-    soft_grounding_distillation_loss,
-)
+from diffusers_matte.losses import DistillationLossWeights, soft_grounding_distillation_loss
+from diffusers_matte.models.semantic_guidance_projector import SemanticGuidanceProjector
 from diffusers_matte.models.text_adapter import TextAdapter
 from diffusers_matte.models.unet_matte import (
     MatteUNet2DConditionModel,
@@ -88,7 +85,8 @@ def loss_weights(args: argparse.Namespace) -> DistillationLossWeights:
 
 
 def build_projector(teacher, student, pairs, latent_size: int, text_dim: int) -> SemanticGuidanceProjector:
-    """One Phi per distilled layer, its channels read off a dry run at the training resolution."""
+    """One Phi per distilled (teacher layer, student layer) pair, its channels read off a dry run at the training
+    resolution. The projector keeps the pairing: it is keyed by student layers and records their teacher layers."""
     latents = torch.zeros(1, teacher.config.in_channels, latent_size, latent_size)
     text = torch.zeros(1, 1, text_dim)
     with (
@@ -98,11 +96,37 @@ def build_projector(teacher, student, pairs, latent_size: int, text_dim: int) ->
     ):
         teacher(latents, 0, text)
         student(latents, 0, text)
-    return SemanticGuidanceProjector(
-        feature_names=[t for t, _ in pairs],
-        in_channels=[s_cap.features[s].shape[1] for _, s in pairs],
-        out_channels=[t_cap.features[t].shape[1] for t, _ in pairs],
-    )
+    return SemanticGuidanceProjector.from_features(s_cap.features, t_cap.features, {s: t for t, s in pairs})
+
+
+def distillation_loss(teacher, student, projector, latents, text, batch, weights, backward, unwrap=lambda m: m):
+    """Eq. (9) on one batch, `backward` called on it while the student's capture is open (gradient checkpointing
+    recomputes inside it). `student` and `projector` may be DDP-wrapped (`unwrap` gives the modules): Phi runs
+    through the wrapper so that its gradients synchronise. `projector` is None when L_SG is off."""
+    distil = any((weights.stm, weights.ctm, weights.sg))
+    layer_pairs = unwrap(projector).layer_pairs if projector is not None else {}
+    teacher_cap = None
+    if distil:
+        features = list(layer_pairs.values())
+        with torch.no_grad(), teacher.capture(features=features, attention_maps=True) as teacher_cap:
+            teacher(latents, teacher.config.prediction_timestep, text)
+    student_module = unwrap(student)
+    with student_module.capture(features=list(layer_pairs), attention_maps=distil) as student_cap:
+        sample = student(latents, student_module.config.prediction_timestep, text).sample
+        if projector is not None:
+            student_cap.features = projector(student_cap.features)  # Phi, eq. (4)
+        loss, parts = soft_grounding_distillation_loss(  # eq. (9)
+            sample[:, :1],
+            sample[:, 1:2],
+            batch["alpha"].to(sample.device),
+            batch["mask"].to(sample.device),
+            teacher_cap,
+            student_cap,
+            layer_pairs=layer_pairs,
+            weights=weights,
+        )
+        backward(loss)
+    return loss, parts
 
 
 def main(args: argparse.Namespace) -> None:
@@ -128,52 +152,23 @@ def main(args: argparse.Namespace) -> None:
         text_adapter.eval().to(accelerator.device)
 
     weights = loss_weights(args)
-    distil = not args.no_distillation
     pairs = distillation_feature_pairs(teacher.config, variant) if weights.sg else []
-    rename = {s: t for t, s in pairs}  # the loss compares features under the teacher's names
     models = {"unet": student}
     if pairs:
         latent_size = args.resolution // encoders.latent_factor
-        models["projector"] = build_projector(
-            teacher,
-            student,
-            pairs,
-            latent_size,
-            encoders.text_encoder.config.hidden_size,
-        )
+        text_dim = encoders.text_encoder.config.hidden_size
+        models["projector"] = build_projector(teacher, student, pairs, latent_size, text_dim)
     if args.train_text_adapter:
         models["text_adapter"] = text_adapter
-    timestep = student.config.prediction_timestep
 
     def step(batch, prepared, backward):
         latents = encoders.encode_image(batch["pixel_values"])
-        adapter = prepared.get("text_adapter", text_adapter)
-        text = adapter(encoders.encode_text(batch["text"]))
-        teacher_cap = None
-        if distil:
-            with torch.no_grad(), teacher.capture(features=[t for t, _ in pairs], attention_maps=True) as teacher_cap:
-                teacher(latents, teacher.config.prediction_timestep, text)
-        unwrapped_student = accelerator.unwrap_model(prepared["unet"])
-        capture = unwrapped_student.capture(features=list(rename), attention_maps=distil)
-        with capture as student_cap:  # open during backward: gradient checkpointing recomputes inside it
-            sample = prepared["unet"](latents, timestep, text).sample
-            features = {rename[name]: f for name, f in student_cap.features.items()}
-            # Phi (eq. 4) applied here through the (possibly DDP-wrapped) projector, so gradients synchronise.
-            student_cap.features = prepared["projector"](features) if pairs else features
-            loss, parts = soft_grounding_distillation_loss(  # eq. (9)
-                sample[:, :1],
-                sample[:, 1:2],
-                batch["alpha"].to(sample.device),
-                batch["mask"].to(sample.device),
-                teacher_cap,
-                student_cap,
-                weights=weights,
-            )
-            backward(loss)
-        return {
-            "loss": loss.item(),
-            **{f"loss_{k}": v.item() for k, v in parts.items()},
-        }
+        text = prepared.get("text_adapter", text_adapter)(encoders.encode_text(batch["text"]))
+        loss, parts = distillation_loss(
+            teacher, prepared["unet"], prepared.get("projector"), latents, text, batch, weights, backward,
+            unwrap=accelerator.unwrap_model,
+        )  # fmt: skip
+        return {"loss": loss.item(), **{f"loss_{k}": v.item() for k, v in parts.items()}}
 
     dataloader = make_dataloader(args, encoders.latent_factor)
     trained = train(args, accelerator, models, dataloader, step)

@@ -6,7 +6,7 @@ Every loss cites the equation of the paper it implements:
 | stage (paper section)                 | loss                                   | function                              |
 |---------------------------------------|----------------------------------------|---------------------------------------|
 | soft grounding in semantic (3.2.1)    | L_CE, eq. (2)                          | `region_cross_entropy_loss`           |
-| soft grounding in transparency (3.2.2)| L_SG with Phi, eq. (3), (4)            | `semantic_guidance_loss`, `SemanticGuidanceProjector` |
+| soft grounding in transparency (3.2.2)| L_SG, eq. (3) (Phi, eq. (4): `models.SemanticGuidanceProjector`) | `semantic_guidance_loss` |
 |                                       | L_STM, eq. (5)                         | `self_attention_transparency_loss`    |
 |                                       | L_CTM, eq. (6)                         | `cross_attention_transparency_loss`   |
 |                                       | L_alpha_lr, eq. (7)                    | `coarse_alpha_loss`                   |
@@ -20,13 +20,10 @@ down-sampled keys), cross-attention `(B, h*w, L)`. Teacher tensors are detached:
 """
 
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
-from torch import nn
 
 from .data.targets import NUM_REGIONS
 from .data.targets import downsample_alpha as _resize_alpha
@@ -133,133 +130,11 @@ def region_cross_entropy_loss(region_logits: torch.Tensor, region_target: torch.
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class SemanticGuidanceProjection(ModelMixin, ConfigMixin):
-    r"""Phi of eq. (4): `Cv3x3(Cv3x3(LeakyReLU(Cv1x1(F))))`, mapping one student feature into the teacher's space.
-
-    Args:
-        in_channels: channels of the student feature.
-        out_channels: channels of the teacher feature.
-        hidden_channels: width of the two inner convolutions (default: `out_channels`; the paper does not say).
-        negative_slope: slope of the LeakyReLU (the paper does not say; PyTorch's default).
-    """
-
-    @register_to_config
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        hidden_channels: Optional[int] = None,
-        negative_slope: float = 0.01,
-    ):
-        super().__init__()
-        hidden_channels = hidden_channels or out_channels
-        self.conv_in = nn.Conv2d(in_channels, hidden_channels, kernel_size=1)
-        self.act = nn.LeakyReLU(negative_slope)
-        self.conv_mid = nn.Conv2d(hidden_channels, hidden_channels, kernel_size=3, padding=1)
-        self.conv_out = nn.Conv2d(hidden_channels, out_channels, kernel_size=3, padding=1)
-
-    def forward(self, feature: torch.Tensor) -> torch.Tensor:
-        return self.conv_out(self.conv_mid(self.act(self.conv_in(feature))))
-
-
-class SemanticGuidanceProjector(ModelMixin, ConfigMixin):
-    r"""One Phi (eq. 4) per distilled layer l of eq. (3), saved together with `save_pretrained`.
-
-    A pruned student names its layers differently from the teacher (BK-SDM "tiny" drops the lowest level, so the
-    student's `up_blocks.0` pairs with the teacher's `up_blocks.1`), so each student layer records the teacher
-    layer it is compared with.
-
-    Args:
-        feature_names: the student's distilled layers, as given to the UNet's `capture(features=...)`
-            (e.g. `"up_blocks.0"`).
-        in_channels: student channels, one per layer.
-        out_channels: teacher channels, one per layer.
-        teacher_feature_names: the teacher layer of each student layer (default: the same names).
-        hidden_channels: optional inner widths, one per layer.
-        negative_slope: slope of every LeakyReLU.
-    """
-
-    @register_to_config
-    def __init__(
-        self,
-        feature_names: Sequence[str],
-        in_channels: Sequence[int],
-        out_channels: Sequence[int],
-        teacher_feature_names: Optional[Sequence[str]] = None,
-        hidden_channels: Optional[Sequence[Optional[int]]] = None,
-        negative_slope: float = 0.01,
-    ):
-        super().__init__()
-        teacher_feature_names = teacher_feature_names or feature_names
-        hidden_channels = hidden_channels or [None] * len(feature_names)
-        lengths = [
-            feature_names,
-            in_channels,
-            out_channels,
-            teacher_feature_names,
-            hidden_channels,
-        ]
-        if len({len(value) for value in lengths}) != 1:
-            raise ValueError(
-                "`feature_names`, `in_channels`, `out_channels`, `teacher_feature_names` and `hidden_channels` must "
-                f"have the same length, got {[len(value) for value in lengths]}."
-            )
-        if len(set(feature_names)) != len(feature_names):
-            raise ValueError(f"`feature_names` must be unique, got {list(feature_names)}.")
-        self.layer_pairs = dict(zip(feature_names, teacher_feature_names))
-        # A list, not a ModuleDict: feature names contain dots, which module names may not.
-        self.projections = nn.ModuleList(
-            SemanticGuidanceProjection(c_in, c_out, c_hidden, negative_slope)
-            for c_in, c_out, c_hidden in zip(in_channels, out_channels, hidden_channels)
-        )
-
-    @classmethod
-    def from_features(
-        cls,
-        student_features: Mapping[str, torch.Tensor],
-        teacher_features: Mapping[str, torch.Tensor],
-        layer_pairs: Optional[Mapping[str, str]] = None,
-        **kwargs: Any,
-    ) -> "SemanticGuidanceProjector":
-        """Builds a projector whose channels match captured `(B, C, h, w)` features.
-
-        Args:
-            student_features, teacher_features: captured features keyed by layer name.
-            layer_pairs: `{student layer: teacher layer}`; default: every student layer with the same teacher name.
-        """
-        layer_pairs = dict(layer_pairs or {name: name for name in student_features})
-        missing = [s for s, t in layer_pairs.items() if s not in student_features or t not in teacher_features]
-        if missing:
-            raise ValueError(
-                f"Layers {missing} (student names) lack a student or teacher feature; student features have "
-                f"{list(student_features)}, teacher features {list(teacher_features)}."
-            )
-        return cls(
-            feature_names=list(layer_pairs),
-            in_channels=[student_features[name].shape[1] for name in layer_pairs],
-            out_channels=[teacher_features[name].shape[1] for name in layer_pairs.values()],
-            teacher_feature_names=list(layer_pairs.values()),
-            **kwargs,
-        )
-
-    def forward(self, student_features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Applies each layer's Phi; returns a dict keyed by the student layer names."""
-        missing = [name for name in self.layer_pairs if name not in student_features]
-        if missing:
-            raise ValueError(
-                f"`student_features` is missing {missing}; the projector expects {list(self.layer_pairs)} "
-                f"and got {list(student_features)}."
-            )
-        return {
-            name: projection(student_features[name]) for name, projection in zip(self.layer_pairs, self.projections)
-        }
-
-
 def semantic_guidance_loss(
     teacher_features: Mapping[str, torch.Tensor],
     student_features: Mapping[str, torch.Tensor],
     known_mask: torch.Tensor,
-    projector: Optional[SemanticGuidanceProjector] = None,
+    layer_pairs: Optional[Mapping[str, str]] = None,
 ) -> torch.Tensor:
     """L_SG of eq. (3): `sum_l ||M * F_T^l - M * Phi(F_S^l)||^2`, each layer with mean reduction.
 
@@ -269,23 +144,23 @@ def semantic_guidance_loss(
 
     Args:
         teacher_features: `{name: (B, C_T, h, w)}` intermediate features of the teacher (detached here).
-        student_features: `{name: (B, C_S, h, w)}` student features; projected by `projector` when it is given
-            (and paired with the teacher layers it records), otherwise compared as they are with the teacher
-            feature of the same name (they must then already have the teacher's channels).
+        student_features: `{name: (B, C_T, h, w)}` student features already projected into the teacher's space by
+            Phi (`SemanticGuidanceProjector`, eq. 4), keyed by the student's layer names.
         known_mask: M, `(B, 1, H, W)`, 1 on foreground and background; resized to each layer's grid with
             `resize_known_mask`.
-        projector: the Phi modules of eq. (4).
+        layer_pairs: `{student layer: teacher layer}` (the projector's `layer_pairs`); default: the same names.
     """
     _check_map("known_mask", known_mask)
-    if projector is not None:
-        layer_pairs, projected = projector.layer_pairs, projector(student_features)
-    else:
-        layer_pairs, projected = {name: name for name in student_features}, student_features
+    layer_pairs = dict(layer_pairs or {name: name for name in student_features})
+    projected = student_features
     if not layer_pairs:
         raise ValueError("`student_features` is empty: L_SG needs at least one distilled layer.")
     missing = [name for name in layer_pairs.values() if name not in teacher_features]
     if missing:
         raise ValueError(f"`teacher_features` is missing {missing}; got {list(teacher_features)}.")
+    missing = [name for name in layer_pairs if name not in student_features]
+    if missing:
+        raise ValueError(f"`student_features` is missing {missing}; got {list(student_features)}.")
 
     loss = known_mask.new_zeros(())
     for student_name, teacher_name in layer_pairs.items():
@@ -485,7 +360,7 @@ def soft_grounding_distillation_loss(
     known_mask: torch.Tensor,
     teacher_captured: Any = None,
     student_captured: Any = None,
-    projector: Optional[SemanticGuidanceProjector] = None,
+    layer_pairs: Optional[Mapping[str, str]] = None,
     weights: Optional[DistillationLossWeights] = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The student's objective, eq. (9): `l_STM L_STM + l_CTM L_CTM + l_SG L_SG + l_alpha L_alpha_lr + l_R L_R`.
@@ -497,8 +372,9 @@ def soft_grounding_distillation_loss(
         known_mask: M `(B, 1, H', W')`, 1 on foreground and background (`data.targets.certain_mask`).
         teacher_captured, student_captured: what the UNets' `capture()` recorded: objects with `features`
             (`{name: tensor}`), `self_attention`, `self_attention_kv_size` and `cross_attention` (`{(h, w): ...}`).
-            Needed by the terms whose weight is not zero.
-        projector: the Phi modules of L_SG.
+            Needed by the terms whose weight is not zero. For L_SG, the student's `features` are already projected
+            by Phi (eq. 4).
+        layer_pairs: `{student layer: teacher layer}` of L_SG (the projector's `layer_pairs`); default: same names.
         weights: the lambdas; the paper's defaults when left out.
 
     Returns:
@@ -536,7 +412,7 @@ def soft_grounding_distillation_loss(
                 teacher_captured.features,
                 student_captured.features,
                 known_mask,
-                projector=projector,
+                layer_pairs=layer_pairs,
             )
         if term == "alpha_lr":
             return coarse_alpha_loss(coarse_alpha, alpha_gt)

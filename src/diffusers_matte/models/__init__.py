@@ -4,6 +4,7 @@
 from .attention_processor import MatteAttnProcessor, RemovedSelfAttention
 from .heads import MatteHead, RegionHead
 from .matting_decoder import MattingDecoder, MattingDecoderOutput
+from .semantic_guidance_projector import SemanticGuidanceProjection, SemanticGuidanceProjector
 from .sparse_refiner import SparseMatteRefiner, SparseMatteRefinerOutput
 from .text_adapter import TextAdapter
 from .unet_matte import (
@@ -22,6 +23,8 @@ __all__ = [
     "MattingDecoderOutput",
     "RegionHead",
     "RemovedSelfAttention",
+    "SemanticGuidanceProjection",
+    "SemanticGuidanceProjector",
     "SparseMatteRefiner",
     "SparseMatteRefinerOutput",
     "TextAdapter",
