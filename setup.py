@@ -8,7 +8,8 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).parent
 
 REQUIRED = [
-    "diffusers>=0.42.0",
+    # Tested with 0.42; our UNet mirrors its signature (tests/test_pinned_outputs.py): raise the bound after a check.
+    "diffusers>=0.42.0,<0.43",
     "transformers>=5.0",
     "torch>=2.4",
     "accelerate>=1.0",
