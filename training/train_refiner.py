@@ -93,9 +93,9 @@ def predict_low_resolution(
     hands them to `pipe.refine`. `pixel_values` are in [-1, 1] at the training resolution.
     """
     pixels, (pad_h, pad_w), _ = pipe.image_processor.preprocess((pixel_values + 1.0) / 2.0, processing_resolution)
-    alpha, _, _, context = pipe.predict_alpha(pixels, pipe.encode_image(pixels), pipe.encode_prompt(texts))
+    prediction = pipe.predict_alpha(pixels, pipe.encode_image(pixels), pipe.encode_prompt(texts))
     height, width = pixels.shape[-2] - pad_h, pixels.shape[-1] - pad_w
-    return alpha[..., :height, :width].float(), context[..., :height, :width].float()
+    return prediction.alpha[..., :height, :width].float(), prediction.context[..., :height, :width].float()
 
 
 def main(args: argparse.Namespace) -> None:

@@ -242,30 +242,20 @@ class FrameMatter:
             pipe.config.default_processing_resolution if processing_resolution is None else processing_resolution
         )
         pipe.check_inputs(self.processing_resolution, "bilinear", "bilinear", 1, "pt")
-        # Looked up once: the pipeline finds it by walking every module of every component.
-        self.device = pipe._execution_device
         with torch.no_grad():
-            self.text_features = pipe.encode_prompt(self.prompts, self.device)
+            self.text_features = pipe.encode_prompt(self.prompts)
 
     @torch.no_grad()
     def __call__(self, frame: np.ndarray | torch.Tensor | PIL.Image.Image) -> list[torch.Tensor]:
         """One frame (any input the pipeline takes) -> one `(1, 1, H, W)` float alpha in [0, 1] per prompt (CPU)."""
-        pipe = self.pipe
-        image = load_image(frame)
-        processed = pipe.image_processor.preprocess(image, self.processing_resolution, "bilinear")
-        pixels = processed[0].to(self.device)
-        latents = pipe.encode_image(pixels)
-        count = len(self.prompts)
-        outputs = pipe.predict_alpha(
-            pixels.expand(count, -1, -1, -1),
-            latents.expand(count, -1, -1, -1),
-            self.text_features,
-        )
-        # The pipeline's own unpadding, resizing and refiner: the same alphas as `pipe(frame, prompts)`.
-        return [
-            pipe._postprocess(image, processed, [o[k : k + 1] for o in outputs], True, "bilinear")[0]
-            for k in range(count)
-        ]
+        alphas = self.pipe(
+            load_image(frame),
+            prompt_embeds=self.text_features,
+            processing_resolution=self.processing_resolution,
+            batch_size=len(self.prompts),
+            output_type="pt",
+        ).alpha
+        return [alpha[None] for alpha in alphas]
 
 
 class TemporalSmoother:

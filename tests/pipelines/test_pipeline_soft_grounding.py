@@ -139,6 +139,28 @@ def test_several_prompts_encode_the_image_once(pipe):
         np.testing.assert_allclose(several.alpha[i], single.alpha[0], atol=1e-5)
 
 
+def test_prompt_embeds_stand_for_the_prompts(pipe, reference):
+    inputs = get_dummy_inputs()
+    embeds = pipe.encode_prompt([inputs.pop("prompt"), "the dog"])
+    both = pipe(**inputs, prompt_embeds=embeds)
+    np.testing.assert_allclose(both.alpha[:1], reference.alpha, atol=1e-6, rtol=0)
+    other = pipe(**{**get_dummy_inputs(), "prompt": "the dog"})
+    np.testing.assert_allclose(both.alpha[1:], other.alpha, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "exactly one of `prompt` and `prompt_embeds`"),
+        ({"prompt": "a", "prompt_embeds": torch.zeros(1, 4, 8)}, "exactly one of"),
+        ({"prompt_embeds": torch.zeros(4, 8)}, r"must be \(P, L, D\)"),
+    ],
+)
+def test_prompt_or_prompt_embeds_is_checked(pipe, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        pipe(torch.rand(1, 3, 16, 16), **kwargs)
+
+
 def test_prompt_forms(pipe):
     inputs = get_dummy_inputs()
     a, b = inputs["image"], get_dummy_inputs(seed=1)["image"]
@@ -164,7 +186,7 @@ def test_prompt_forms(pipe):
         (["a dog", ""], ValueError, "empty prompt"),
         ([], ValueError, "no prompt"),
         (["a", "b", "c"], ValueError, "3 entries for 2 images"),
-        (None, TypeError, "`prompt` must be"),
+        (None, ValueError, "exactly one of `prompt` and `prompt_embeds`"),
         ([["a dog", 3], "b"], TypeError, "must be strings"),
     ],
 )

@@ -8,11 +8,13 @@ from .image_processor import (
     load_images,
 )
 from .pipeline_soft_grounding import (
+    AlphaPrediction,
     SoftGroundingMattingOutput,
     SoftGroundingMattingPipeline,
 )
 
 __all__ = [
+    "AlphaPrediction",
     "SoftGroundingImageProcessor",
     "SoftGroundingMattingOutput",
     "SoftGroundingMattingPipeline",

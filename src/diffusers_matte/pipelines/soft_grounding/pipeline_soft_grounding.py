@@ -16,7 +16,7 @@ import importlib
 import json
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import PIL.Image
@@ -83,6 +83,41 @@ class SoftGroundingMattingOutput(BaseOutput):
     alpha: np.ndarray | torch.Tensor | list
     coarse_alpha: np.ndarray | torch.Tensor | list
     transparency: np.ndarray | torch.Tensor | list
+
+
+@dataclass
+class AlphaPrediction:
+    """What the UNet and the matting decoder predict for a batch of (image, prompt) pairs.
+
+    Args:
+        alpha: `(B, 1, H, W)` the decoder's alpha at the (padded) processing resolution.
+        coarse_alpha: `(B, 1, h, w)` the UNet's `alpha^lr` at the latent resolution (h = H / 8 for SD).
+        transparency: `(B, 1, h, w)` the UNet's transparency confidence `sigmoid(R)`.
+        context: `(B, C, H, W)` the decoder's last features, what the refiner reads.
+    """
+
+    alpha: torch.Tensor
+    coarse_alpha: torch.Tensor
+    transparency: torch.Tensor
+    context: torch.Tensor
+
+    def select(self, index: int) -> "AlphaPrediction":
+        """The prediction of pair `index` of the batch, each tensor keeping its batch axis of 1."""
+        return AlphaPrediction(*(getattr(self, f.name)[index : index + 1] for f in fields(self)))
+
+
+@dataclass
+class PreparedImage:
+    """One input image after `SoftGroundingImageProcessor.preprocess`."""
+
+    image: torch.Tensor  # (1, 3, H, W) in [0, 1], as given: what the refiner reads at the output size
+    pixels: torch.Tensor  # (1, 3, H', W') in [-1, 1], resized to the processing resolution and padded
+    padding: tuple[int, int]  # rows and columns of padding at the bottom and right of `pixels`
+    original_size: tuple[int, int]  # (H, W)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return tuple(self.pixels.shape[-2:])
 
 
 def _import_component_modules(path: str) -> None:
@@ -303,38 +338,43 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
             features.append(self.text_adapter(hidden.to(self.text_adapter.dtype)))
         return torch.cat(features)
 
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+    def encode_image(self, pixels: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
         """`z_I`: the VAE posterior mode, scaled (no sampling: the prediction is deterministic)."""
-        return encode_latents(self.vae, pixels, self._execution_device)
+        return encode_latents(self.vae, pixels, device or self._execution_device)
 
     def predict_alpha(
-        self, pixels: torch.Tensor, latents: torch.Tensor, text_features: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One UNet step and the matting decoder. Returns `(alpha, coarse_alpha, transparency, context)`: the
-        alpha and the decoder's context features at the (padded) processing resolution, the coarse alpha and
-        `sigmoid(R)` at the latent resolution."""
+        self,
+        pixels: torch.Tensor,
+        latents: torch.Tensor,
+        text_features: torch.Tensor,
+        device: torch.device | None = None,
+    ) -> AlphaPrediction:
+        """One UNet step and the matting decoder on `(B, 3, H, W)` pixels in [-1, 1], their `(B, 4, h, w)` latents
+        and `(B, L, D)` text features (Secs. 3.2 and 3.4)."""
         prediction = self.unet.predict(
             latents.to(self.unet.dtype),
             text_features.to(self.unet.dtype),
             output_features=True,
         )
         decoded = self.matting_decoder(
-            pixels.to(self._execution_device, self.matting_decoder.dtype),
+            pixels.to(device or self._execution_device, self.matting_decoder.dtype),
             prediction.coarse_alpha,
             prediction.transparency_logits,
             prediction.features,
         )
-        return (
-            decoded.alpha,
-            prediction.coarse_alpha,
-            torch.sigmoid(prediction.transparency_logits),
-            decoded.hidden_states,
+        return AlphaPrediction(
+            alpha=decoded.alpha,
+            coarse_alpha=prediction.coarse_alpha,
+            transparency=torch.sigmoid(prediction.transparency_logits),
+            context=decoded.hidden_states,
         )
 
-    def refine(self, image: torch.Tensor, alpha: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def refine(
+        self, image: torch.Tensor, alpha: torch.Tensor, context: torch.Tensor, device: torch.device | None = None
+    ) -> torch.Tensor:
         """Hook for the optional refiner: `image` `(1, 3, H, W)` in [0, 1] at the output size, `alpha` and `context`
         at the (unpadded) processing resolution. Returns the alpha `(1, 1, H, W)`."""
-        pixel_values = (image * 2.0 - 1.0).to(self._execution_device, self.refiner.dtype)
+        pixel_values = (image * 2.0 - 1.0).to(device or self._execution_device, self.refiner.dtype)
         return self.refiner(pixel_values=pixel_values, alpha=alpha, context=context).alpha
 
     # Call --------------------------------------------------------------------------------------------------------
@@ -343,7 +383,7 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
     def __call__(
         self,
         image: PIL.Image.Image | np.ndarray | torch.Tensor | list,
-        prompt: str | list,
+        prompt: str | list | None = None,
         processing_resolution: int | None = None,
         match_input_resolution: bool = True,
         resample_method_input: str = "bilinear",
@@ -353,13 +393,15 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
         return_dict: bool = True,
         num_inference_steps: int | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
     ) -> SoftGroundingMattingOutput | tuple:
         r"""Predict the alpha matte of the object each prompt describes.
 
         Args:
             image: a PIL image, a numpy array `(H, W[, C])` or `(N, H, W, C)`, a torch tensor `(C, H, W)` or
                 `(N, C, H, W)`, or a list of them; any size and aspect ratio. RGB, RGBA (alpha ignored), grayscale
-                and 16-bit inputs are converted; uint8, uint16 or floats in [0, 1].
+                and 16-bit inputs are converted; uint8, uint16 or floats in [0, 1]. PIL images are turned upright by
+                their EXIF orientation; numpy arrays and tensors are taken as they are.
             prompt: one string for all images; a list with one string or list of strings per image; or, for a single
                 image, a list of strings (several mattes of that image, the image encoded once).
             processing_resolution: longest edge the image is resized to for the models; `None` uses the pipeline's
@@ -373,77 +415,92 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
             num_inference_steps: `None` or 1: the model predicts in a single UNet step (any other value is an error).
             generator: accepted so that code written for other diffusers pipelines runs unchanged, and ignored:
                 nothing in the prediction is random.
+            prompt_embeds: `(P, L, D)` text features from [`~SoftGroundingMattingPipeline.encode_prompt`], instead of
+                `prompt` (e.g. to encode the prompts of a video once): row k stands for the k-th string of a list of
+                P prompts, with the same rules (P mattes of a single image, one row per image, or one for all).
 
         The result does not depend on `batch_size` nor on the other items of a call (no randomness is involved).
         """
+        # 1. Check the inputs
         if processing_resolution is None:
             processing_resolution = self.config.default_processing_resolution
         self.check_inputs(
-            processing_resolution,
-            resample_method_input,
-            resample_method_output,
-            batch_size,
-            output_type,
+            processing_resolution, resample_method_input, resample_method_output, batch_size, output_type,
             num_inference_steps,
-        )
+        )  # fmt: skip
+        if (prompt is None) == (prompt_embeds is None):
+            raise ValueError("Give exactly one of `prompt` and `prompt_embeds`.")
         images = load_images(image)
+        device = self._execution_device  # looked up once: diffusers walks every module to find it
+
+        # 2. Encode each distinct prompt once: text features (1, L, D) by prompt
+        if prompt_embeds is not None:
+            if prompt_embeds.ndim != 3:
+                raise ValueError(f"`prompt_embeds` must be (P, L, D), got shape {tuple(prompt_embeds.shape)}.")
+            prompt = [f"prompt_embeds[{k}]" for k in range(len(prompt_embeds))]
+            text = dict(zip(prompt, prompt_embeds.to(device).split(1)))
         prompts = self.prompts_per_image(prompt, len(images))
-        device = self._execution_device
+        if prompt_embeds is None:
+            distinct = list(dict.fromkeys(p for per_image in prompts for p in per_image))
+            text = dict(zip(distinct, self.encode_prompt(distinct, device, batch_size).split(1)))
 
-        # Text: each distinct prompt once.
-        distinct = list(dict.fromkeys(p for per_image in prompts for p in per_image))
-        text = dict(zip(distinct, self.encode_prompt(distinct, device, batch_size).split(1)))
-
-        # Images: each encoded once; then (image, prompt) pairs. Batches only join items of equal padded grids.
-        processed = [
-            self.image_processor.preprocess(im, processing_resolution, resample_method_input) for im in images
+        # 3. Preprocess and encode each image once: pixels (1, 3, H', W') in [-1, 1], latents (1, 4, H'/8, W'/8).
+        # Batches only join items whose padded grids are equal.
+        prepared = [
+            PreparedImage(im, *self.image_processor.preprocess(im, processing_resolution, resample_method_input))
+            for im in images
         ]
-        grid = [tuple(pixels.shape[-2:]) for pixels, _, _ in processed]
         latents = {}
-        for chunk in _batches(range(len(images)), grid, batch_size):
-            pixels = torch.cat([processed[i][0] for i in chunk]).to(device)
-            latents.update(zip(chunk, self.encode_image(pixels).split(1)))
+        for chunk in _batches(range(len(prepared)), [p.grid for p in prepared], batch_size):
+            pixels = torch.cat([prepared[i].pixels for i in chunk]).to(device)
+            latents.update(zip(chunk, self.encode_image(pixels, device).split(1)))
 
+        # 4. Predict every (image, prompt) pair: one UNet step and the matting decoder
         pairs = [(i, p) for i, per_image in enumerate(prompts) for p in per_image]
-        chunks = _batches(range(len(pairs)), [grid[i] for i, _ in pairs], batch_size)
         results = [None] * len(pairs)
-        for chunk in self.progress_bar(chunks):
-            pixels = torch.cat([processed[pairs[k][0]][0] for k in chunk]).to(device)
-            outputs = self.predict_alpha(
-                pixels,
-                torch.cat([latents[pairs[k][0]] for k in chunk]),
+        for chunk in self.progress_bar(_batches(range(len(pairs)), [prepared[i].grid for i, _ in pairs], batch_size)):
+            images_of_chunk = [pairs[k][0] for k in chunk]
+            prediction = self.predict_alpha(
+                torch.cat([prepared[i].pixels for i in images_of_chunk]).to(device),
+                torch.cat([latents[i] for i in images_of_chunk]),
                 torch.cat([text[pairs[k][1]] for k in chunk]),
+                device,
             )
+
+            # 5. Back to each input's frame: unpad, then resize (or refine) to the output size
             for j, k in enumerate(chunk):
-                results[k] = self._postprocess(
-                    images[pairs[k][0]],
-                    processed[pairs[k][0]],
-                    [o[j : j + 1] for o in outputs],
-                    match_input_resolution,
-                    resample_method_output,
+                results[k] = self.postprocess_prediction(
+                    prepared[pairs[k][0]], prediction.select(j), match_input_resolution, resample_method_output, device
                 )
         self.maybe_free_model_hooks()
 
-        fields = [self.image_processor.format_output([r[f] for r in results], output_type) for f in range(3)]
+        # 6. Format the outputs
+        outputs = [self.image_processor.format_output([r[f] for r in results], output_type) for f in range(3)]
         if not return_dict:
-            return tuple(fields)
-        return SoftGroundingMattingOutput(*fields)
+            return tuple(outputs)
+        return SoftGroundingMattingOutput(*outputs)
 
-    def _postprocess(self, image, processed, outputs, match_input_resolution, resample):
-        """Back to the input's frame: unpad, then resize or refine to the output size. Returns CPU float tensors
-        `(alpha, coarse_alpha, transparency)`, each `(1, 1, H, W)`."""
-        pixels, padding, original_size = processed
-        padded_size = tuple(pixels.shape[-2:])
-        alpha, coarse_alpha, transparency, context = outputs
-        output_size = original_size if match_input_resolution else None
+    def postprocess_prediction(
+        self,
+        prepared: PreparedImage,
+        prediction: AlphaPrediction,
+        match_input_resolution: bool = True,
+        resample: str = "bilinear",
+        device: torch.device | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One pair's prediction back in its input's frame: unpad, then resize or refine to the output size.
+        Returns CPU float tensors `(alpha, coarse_alpha, transparency)`, each `(1, 1, H, W)`."""
+        padded_size, padding = prepared.grid, prepared.padding
+        output_size = prepared.original_size if match_input_resolution else None
         post = self.image_processor.postprocess
         if self.refiner is not None and match_input_resolution:
             crop = (padded_size[0] - padding[0], padded_size[1] - padding[1])
-            alpha_lr = alpha[..., : crop[0], : crop[1]]
-            alpha = self.refine(image, alpha_lr, context[..., : crop[0], : crop[1]]).float().clamp(0, 1).cpu()
+            alpha_lr = prediction.alpha[..., : crop[0], : crop[1]]
+            context = prediction.context[..., : crop[0], : crop[1]]
+            alpha = self.refine(prepared.image, alpha_lr, context, device).float().clamp(0, 1).cpu()
         else:
-            alpha = post(alpha, padded_size, padding, output_size, resample).cpu()
+            alpha = post(prediction.alpha, padded_size, padding, output_size, resample).cpu()
         size = tuple(alpha.shape[-2:])
-        coarse_alpha = post(coarse_alpha, padded_size, padding, size, "bilinear").cpu()
-        transparency = post(transparency, padded_size, padding, size, "bilinear").cpu()
+        coarse_alpha = post(prediction.coarse_alpha, padded_size, padding, size, "bilinear").cpu()
+        transparency = post(prediction.transparency, padded_size, padding, size, "bilinear").cpu()
         return alpha, coarse_alpha, transparency
