@@ -14,22 +14,12 @@ AM-2k has no text: pass ``captions_file`` (written by ``training/caption_dataset
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import datasets
 
-from .common import (
-    DatasetLayoutError,
-    MattingBuilder,
-    MattingBuilderConfig,
-    PathLike,
-    first_existing,
-    load_with_builder,
-    read_captions,
-    require_dir,
-)
-from .folder import image_level_rows
+from .common import MattingBuilderConfig, PathLike, load_with_builder
+from .image_level import ImageLevelMattingBuilder, ImageLevelSplit
 
 SOURCE = "am2k"
 AM2K_SPLITS = ("train", "validation")
@@ -40,36 +30,17 @@ class AM2kConfig(MattingBuilderConfig):
     splits: Sequence[str] = AM2K_SPLITS
 
 
-class AM2k(MattingBuilder):
+class AM2k(ImageLevelMattingBuilder):
     """AM-2k: one row per image; splits train and validation (whichever are present)."""
 
     BUILDER_CONFIG_CLASS = AM2kConfig
     SOURCE = SOURCE
-
-    def collect_rows(self, root: Path) -> Dict[str, List[Dict[str, Any]]]:
-        unknown = set(self.config.splits) - set(AM2K_SPLITS)
-        if unknown:
-            raise ValueError(f"unknown AM-2k split(s) {sorted(unknown)}; choose from {list(AM2K_SPLITS)}")
-        base = first_existing([root / "AM-2k", root / "AM-2K", root], "AM-2k folder")
-        captions = read_captions(self.config.captions_file)
-        splits = {}
-        for split in self.config.splits:
-            folder = base / split
-            if not folder.is_dir():
-                continue
-            splits[split] = image_level_rows(
-                require_dir(folder / "original", f"AM-2k {split} image"),
-                require_dir(folder / "mask", f"AM-2k {split} mask"),
-                SOURCE,
-                split,
-                self.config.captions_file,
-                trimap_dir=(require_dir(folder / "trimap", "AM-2k validation trimap") if split != "train" else None),
-                captions=captions,
-            )
-        if not splits:
-            found = sorted(p.name for p in base.iterdir())
-            raise DatasetLayoutError(f"no AM-2k split under {base}: expected train/ or validation/; found {found}")
-        return splits
+    DISPLAY_NAME = "AM-2k"
+    ROOT_NAMES = ("AM-2k", "AM-2K")
+    SPLITS = {
+        "train": ImageLevelSplit(("train",), "original"),
+        "validation": ImageLevelSplit(("validation",), "original", has_trimap=True),
+    }
 
 
 def load_am2k(

@@ -15,29 +15,19 @@ text: pass ``captions_file`` (written by ``training/caption_dataset.py``) to fil
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import datasets
 
-from .common import (
-    DatasetLayoutError,
-    MattingBuilder,
-    MattingBuilderConfig,
-    PathLike,
-    first_existing,
-    load_with_builder,
-    read_captions,
-    require_dir,
-)
-from .folder import image_level_rows
+from .common import MattingBuilderConfig, PathLike, load_with_builder
+from .image_level import ImageLevelMattingBuilder, ImageLevelSplit
 
 SOURCE = "p3m10k"
-# split name -> (folder relative to the root, image sub-folder, has trimap)
+# The test sets lie under validation/ or, as in P3M's own config, under the root.
 P3M_SPLITS = {
-    "train": ("train", "blurred_image", False),
-    "p3m_500_p": ("P3M-500-P", "blurred_image", True),
-    "p3m_500_np": ("P3M-500-NP", "original_image", True),
+    "train": ImageLevelSplit(("train",), "blurred_image"),
+    "p3m_500_p": ImageLevelSplit(("validation/P3M-500-P", "P3M-500-P"), "blurred_image", has_trimap=True),
+    "p3m_500_np": ImageLevelSplit(("validation/P3M-500-NP", "P3M-500-NP"), "original_image", has_trimap=True),
 }
 
 
@@ -46,42 +36,14 @@ class P3MConfig(MattingBuilderConfig):
     splits: Sequence[str] = tuple(P3M_SPLITS)
 
 
-class P3M10k(MattingBuilder):
+class P3M10k(ImageLevelMattingBuilder):
     """P3M-10k: one row per image; splits train, p3m_500_p, p3m_500_np (whichever are present)."""
 
     BUILDER_CONFIG_CLASS = P3MConfig
     SOURCE = SOURCE
-
-    def collect_rows(self, root: Path) -> Dict[str, List[Dict[str, Any]]]:
-        unknown = set(self.config.splits) - set(P3M_SPLITS)
-        if unknown:
-            raise ValueError(f"unknown P3M-10k split(s) {sorted(unknown)}; choose from {list(P3M_SPLITS)}")
-        base = first_existing([root / "P3M-10k", root], "P3M-10k folder")
-        captions = read_captions(self.config.captions_file)
-        splits = {}
-        for split in self.config.splits:
-            folder, image_name, has_trimap = P3M_SPLITS[split]
-            candidates = [base / folder] if split == "train" else [base / "validation" / folder, base / folder]
-            found = [c for c in candidates if c.is_dir()]
-            if not found:
-                continue
-            split_dir = found[0]
-            splits[split] = image_level_rows(
-                require_dir(split_dir / image_name, f"P3M-10k {split} image"),
-                require_dir(split_dir / "mask", f"P3M-10k {split} mask"),
-                SOURCE,
-                split,
-                self.config.captions_file,
-                trimap_dir=(require_dir(split_dir / "trimap", f"P3M-10k {split} trimap") if has_trimap else None),
-                captions=captions,
-            )
-        if not splits:
-            found = sorted(p.name for p in base.iterdir())
-            raise DatasetLayoutError(
-                f"no P3M-10k split under {base}: expected train/, validation/P3M-500-P/ or validation/P3M-500-NP/; "
-                f"found {found}"
-            )
-        return splits
+    DISPLAY_NAME = "P3M-10k"
+    ROOT_NAMES = ("P3M-10k",)
+    SPLITS = P3M_SPLITS
 
 
 def load_p3m10k(
