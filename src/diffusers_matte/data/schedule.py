@@ -98,6 +98,30 @@ class DataSchedule:
             step += 1
 
 
+class ProportionalSchedule:
+    """A schedule that draws each step's source with probability proportional to its number of rows (``mix``).
+
+    Like :class:`DataSchedule`, the choice at every step depends only on ``(seed, step)``.
+    """
+
+    def __init__(self, lengths: Mapping[str, int], seed: int = 0):
+        if not lengths or any(n <= 0 for n in lengths.values()):
+            raise ValueError(f"ProportionalSchedule needs sets with rows, got {dict(lengths)}")
+        self.names = list(lengths)
+        total = float(sum(lengths.values()))
+        self.probabilities = np.array([lengths[n] / total for n in self.names])
+        self.seed = seed
+
+    def source(self, step: int) -> str:
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        rng = np.random.default_rng([self.seed, step])
+        return self.names[int(rng.choice(len(self.names), p=self.probabilities))]
+
+    def sources(self, start: int, stop: int) -> List[str]:
+        return [self.source(step) for step in range(start, stop)]
+
+
 class MultiSourceDataset(torch.utils.data.Dataset):
     """Concatenation of named datasets with a global index (the index space of :class:`ScheduledBatchSampler`).
 

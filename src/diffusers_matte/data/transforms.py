@@ -7,7 +7,7 @@ per instance (Sec. 4.1). The targets follow Sec. 3.2: region map and masks on th
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -63,7 +63,10 @@ class TrainingTransform:
         alpha_factors: extra down-sampling factors for ``alpha_down{f}``.
         kernel_size: morphology kernel of the region map, applied at ``resolution`` (15 in the paper).
         text_choice: ``"random"`` picks one of ``row["texts"]`` (training), ``"first"`` the first one.
-        augment: optional augmentation applied before resizing, see :mod:`diffusers_matte.data.augment`.
+        augment: optional augmentation applied before resizing, see :mod:`diffusers_matte.data.augment`; or a
+            mapping ``{source: augmentation}`` applied by the row's ``source`` (sources not in it are left as
+            they are). An augmentation that takes a ``union_alpha`` keyword (:class:`CompositeAugment`) gets the
+            union of the image's instance alphas when the caller passes one.
         seed: seed of the transform's random generator (text choice and augmentation). With several DataLoader
             workers call :meth:`reseed` from ``worker_init_fn`` so workers do not repeat each other.
     """
@@ -75,7 +78,7 @@ class TrainingTransform:
         alpha_factors: Sequence[int] = (16, 32),
         kernel_size: int = MORPHOLOGY_KERNEL_SIZE,
         text_choice: str = "random",
-        augment: Optional[AugmentFn] = None,
+        augment: Optional[Union[AugmentFn, Mapping[str, AugmentFn]]] = None,
         seed: int = 0,
     ):
         if resolution % latent_factor:
@@ -105,7 +108,14 @@ class TrainingTransform:
             return texts[0]
         return texts[int(self.rng.integers(len(texts)))]
 
-    def __call__(self, row: Mapping[str, Any]) -> Dict[str, Any]:
+    def augment_for(self, source: str) -> Optional[AugmentFn]:
+        """The augmentation rows of `source` get (None: none)."""
+        if isinstance(self.augment, Mapping):
+            return self.augment.get(source)
+        return self.augment
+
+    def __call__(self, row: Mapping[str, Any], union_alpha: Optional[np.ndarray] = None) -> Dict[str, Any]:
+        """`union_alpha`: float (H, W) union of all instance alphas of the row's image, for background blur."""
         image = np.asarray(_as_pil(row["image"], "RGB"))
         alpha = np.asarray(_as_pil(row["alpha"], "L"), dtype=np.float32) / 255.0
         if image.shape[:2] != alpha.shape:
@@ -113,8 +123,12 @@ class TrainingTransform:
                 f"image {image.shape[:2]} and alpha {alpha.shape} of instance {row.get('instance_id')!r} differ in size"
             )
         text = self.choose_text(list(row.get("texts") or []))
-        if self.augment is not None:
-            image, alpha, text = self.augment(image, alpha, text, self.rng)
+        augment = self.augment_for(row.get("source", ""))
+        if augment is not None:
+            if union_alpha is not None and hasattr(augment, "p_blur"):
+                image, alpha, text = augment(image, alpha, text, self.rng, union_alpha=union_alpha)
+            else:
+                image, alpha, text = augment(image, alpha, text, self.rng)
         return self.from_arrays(image, alpha, text, source=row.get("source", ""))
 
     def from_arrays(self, image: np.ndarray, alpha: np.ndarray, text: str = "", source: str = "") -> Dict[str, Any]:
