@@ -1,12 +1,17 @@
 # Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
 """`diffusers-matte evaluate` (and `training/evaluate.py`): the evaluation harness of
-`diffusers_matte.evaluation` from the command line."""
+`diffusers_matte.evaluation` from the command line.
+
+Under `accelerate launch -m diffusers_matte evaluate ...` with N processes, each process loads the model on its own
+device and scores its share of the samples; the main process writes the files and prints the table.
+"""
 
 import argparse
 import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
+from ..distributed import current_processes, process_device
 from ..evaluation import (
     BASELINES,
     OUTPUT_FILES,
@@ -84,7 +89,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     add(
         "--device",
         default=None,
-        help="torch device (default: cuda, then mps, then cpu)",
+        help="torch device (default: cuda, then mps, then cpu; under accelerate launch, each process's own)",
     )
     add(
         "--dtype",
@@ -174,7 +179,7 @@ def _predictor_from_args(
             None,
             {"model": f"baseline:{args.baseline}"},
         )
-    device, torch_dtype = resolve_device_and_dtype(args.device, args.dtype)
+    device, torch_dtype = resolve_device_and_dtype(process_device(args.device), args.dtype)
     pipeline = load_pipeline(args.model, device, torch_dtype)
     predict = pipeline_predictor(pipeline, args.processing_resolution)
     info: Dict[str, Any] = {"model": args.model}
@@ -201,11 +206,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise UsageError(f"--resolution must be >= 0 (0: full resolution), got {args.resolution}")
         resolution = args.resolution or None
     names = None if args.text_type_names is None else [n.strip() for n in args.text_type_names.split(",")]
+    processes = current_processes()
     try:
-        dataset = load_protocol_dataset(
-            args.protocol, args.data_dir, args.captions_file, args.cache_dir,
-            args.synthetic_num_test, args.synthetic_seed, args.synthetic_image_size,
-        )  # fmt: skip
+        with processes.main_process_first():  # a generated or converted set is cached once
+            dataset = load_protocol_dataset(
+                args.protocol, args.data_dir, args.captions_file, args.cache_dir,
+                args.synthetic_num_test, args.synthetic_seed, args.synthetic_image_size,
+            )  # fmt: skip
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
     predict, device, dtype, model_info = _predictor_from_args(args)
@@ -225,6 +232,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except RunMismatchError as error:
         raise UsageError(str(error)) from None
-    print(result.to_markdown())
-    print(f"wrote {', '.join(OUTPUT_FILES)} in {args.output_dir}")
+    if processes.is_main_process:
+        print(result.to_markdown())
+        print(f"wrote {', '.join(OUTPUT_FILES)} in {args.output_dir}")
     return 0

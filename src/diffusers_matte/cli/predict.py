@@ -15,6 +15,9 @@ What it writes, and where:
 - Existing outputs are refused unless `--overwrite` (replace them) or `--skip-existing` (keep them and compute
   only the missing ones, which continues an interrupted run). Files the folder's JSON lists as outputs are not
   read back as inputs when the output folder is also an input folder.
+- Under `accelerate launch -m diffusers_matte predict ...` with N processes, the images are split among the
+  processes (contiguous shares), each with the model on its own device; the main process writes the JSON at the
+  end. After an interruption, `--skip-existing` continues, and the JSON lists the kept files too.
 """
 
 import hashlib
@@ -24,6 +27,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
+from ..distributed import current_processes, process_device
 from .common import (
     DEFAULT_MAX_MEGAPIXELS,
     OUTPUT_MANIFEST,
@@ -234,8 +238,12 @@ def run_predict(args) -> int:
     if not todo:
         print(f"all {len(skip)} output file(s) exist already in {output_dir}; nothing to do", file=sys.stderr)
         return 0
-    device, dtype = resolve_device_and_dtype(args.device, args.dtype)
-    pipe = load_pipeline(args.model, device, dtype, args.trust_remote_code, args.allow_pickle)
+    processes = current_processes()
+    processes.wait_for_everyone()  # every process has checked the folder before any writes to it
+    device, dtype = resolve_device_and_dtype(process_device(args.device, processes), args.dtype)
+    pipe = load_pipeline(
+        args.model, device, dtype, args.trust_remote_code, args.allow_pickle, announce=processes.is_main_process
+    )
 
     from tqdm.auto import tqdm
 
@@ -243,8 +251,13 @@ def run_predict(args) -> int:
 
     make_output_dir(output_dir)
     manifest["prompts"].update(names)
-    written = 0
-    for path, row in tqdm(todo, desc="matting", unit="image"):
+    for path, row in zip(paths, targets):  # kept files an interrupted run wrote but did not list
+        for prompt, target in zip(prompts, row):
+            if target in skip and target.name not in manifest["outputs"]:
+                manifest["outputs"][target.name] = {"image": str(path.resolve()), "prompt": prompt}
+    outputs = {}  # what this process writes
+    share = processes.split(todo)
+    for path, row in tqdm(share, desc="matting", unit="image", disable=not processes.is_main_process):
         image = read_image(path, max_megapixels)
         wanted = [(prompt, target) for prompt, target in zip(prompts, row) if target not in skip]
         alphas = pipe(
@@ -258,9 +271,17 @@ def run_predict(args) -> int:
             result = cutout(image, alpha[None]) if args.cutout else alpha_to_pil(alpha)
             check_writable_target(target)  # a link put there during the run is refused too
             write_atomically(target, lambda handle: result.save(handle, format="PNG"))
-            manifest["outputs"][target.name] = {"image": str(path.resolve()), "prompt": prompt}
-            written += 1
-        write_manifest(output_dir, manifest)
+            outputs[target.name] = {"image": str(path.resolve()), "prompt": prompt}
+        if not processes.is_distributed:  # one process: the JSON follows each image
+            manifest["outputs"].update(outputs)
+            write_manifest(output_dir, manifest)
+    written = 0
+    for done in processes.gather_object(outputs):
+        manifest["outputs"].update(done)
+        written += len(done)
+    if not processes.is_main_process:
+        return 0
+    write_manifest(output_dir, manifest)
     kept = f", kept {len(skip)} existing" if skip else ""
     renamed = [f"{p!r} -> {names[p]}" for p in prompts if names[p] != slugify(p)]
     note = f" (file names: {'; '.join(renamed)})" if renamed else ""

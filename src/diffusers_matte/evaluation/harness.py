@@ -1,5 +1,10 @@
 # Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
-"""The evaluation loop: predict, score (optionally in worker processes), append, summarise."""
+"""The evaluation loop: predict, score (optionally in worker processes), append, summarise.
+
+Under ``accelerate launch`` (or ``torchrun``) with N processes, the batches are split among them (contiguous
+shares), each process appends its rows to its own file, and the main process merges them and writes the summary:
+the same rows, metric values and tables as one process.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,26 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
+from ..distributed import Processes, current_processes
 from ..metrics import VARIANTS, all_metrics
 from .predictors import Predictor, as_alpha, synchronize
 from .protocols import EvaluationProtocol, PathLike, Sample, get_protocol, list_samples, load_pair
-from .records import HEADER_FORMAT, METRICS_FILE, SAMPLES_FILE, TABLE_FILE, CsvAppender, check_header, read_samples_csv
+from .records import (
+    HEADER_FORMAT,
+    METRICS_FILE,
+    SAMPLES_FILE,
+    TABLE_FILE,
+    CsvAppender,
+    RunMismatchError,
+    check_header,
+    merge_part_files,
+    part_file,
+    read_all_samples,
+)
 from .report import format_markdown, summarize
 
 
@@ -74,7 +91,11 @@ def evaluate(
         metric_workers: processes computing the metrics while the model runs (0: in this process). The numbers
             are the same either way.
         overwrite: discard the results of a different run in ``output_dir`` instead of refusing.
-        progress: show a tqdm bar.
+        progress: show a tqdm bar (on the main process only, for its share, when there are several).
+
+    Under ``accelerate launch`` with N processes, call it on every process with the same arguments (``predict`` on
+    that process's device): the (image, text) batches are split among the processes, and every process returns
+    the same result, gathered from all. ``device`` in the summary is the main process's; the CSV has each row's.
     """
     protocol = get_protocol(protocol)
     resolution = protocol.resolution if resolution == "protocol" else resolution
@@ -91,27 +112,34 @@ def evaluate(
     }
     samples = list_samples(dataset, text_type_names)[:max_samples]
     out = None if output_dir is None else Path(output_dir)
-    done: Dict[Tuple[str, int], Dict[str, Any]] = {}
-    if out is not None:
-        check_header(out, header, overwrite)
-        done = _read_done(out)
-    pending = [s for s in samples if s.key not in done]
+    processes = current_processes()
+    done_keys = _prepare_output_dir(out, header, overwrite, processes)
+    pending = [s for s in samples if s.key not in done_keys]
+    # Whole batches go to the processes, so each batch is the one a single process would run.
+    batches = processes.split([pending[start : start + batch_size] for start in range(0, len(pending), batch_size)])
 
-    appender = CsvAppender(None if out is None else out / SAMPLES_FILE)
+    if out is None:
+        records = None
+    else:
+        records = out / SAMPLES_FILE if not processes.is_distributed else part_file(out, processes.process_index)
+    appender = CsvAppender(records)
     from tqdm.auto import tqdm
 
+    if processes.is_distributed:  # the main process's share (each process has about as many)
+        total, initial = sum(len(batch) for batch in batches), 0
+        desc = f"evaluate {protocol.name} (process 1 of {processes.num_processes})"
+    else:
+        total, initial, desc = len(samples), len(samples) - len(pending), f"evaluate {protocol.name}"
     bar = tqdm(
-        total=len(samples), initial=len(samples) - len(pending), desc=f"evaluate {protocol.name}",
-        unit="sample", disable=not progress,
-    )  # fmt: skip
+        total=total, initial=initial, desc=desc, unit="sample", disable=not progress or not processes.is_main_process
+    )
     new_rows: Dict[Tuple[str, int], Dict[str, Any]] = {}
     cache: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
     scorer = _Scorer(metric_workers, grad_variant, conn_variant)
     try:
-        for start in range(0, len(pending), batch_size):
-            batch = pending[start : start + batch_size]
+        for number, batch in enumerate(batches):
             pairs = _load_batch(dataset, batch, resolution, cache)
-            predictions, seconds = _timed_predict(predict, batch, pairs, warmup if start == 0 else 0)
+            predictions, seconds = _timed_predict(predict, batch, pairs, warmup if number == 0 else 0)
             jobs = [
                 (sample, gt, as_alpha(prediction, gt.shape, sample), seconds, device)
                 for sample, (_, gt), prediction in zip(batch, pairs, predictions)
@@ -129,15 +157,62 @@ def evaluate(
         appender.close()
         bar.close()
 
+    processes.wait_for_everyone()
+    summary_device = processes.broadcast_object(device)
+    order = [s.key for s in samples]
+    if out is None:
+        done = {}
+        for rows in processes.gather_object(list(new_rows.values())):
+            done.update(((r["instance_id"], r["text_index"]), r) for r in rows)
+        return _result([done[key] for key in order if key in done], header, len(samples), summary_device, None)
     # With an output folder, the CSV is the record (its rows read back exactly).
-    done = _read_done(out) if out is not None else {**done, **new_rows}
-    rows = [done[s.key] for s in samples if s.key in done]
-    summary = summarize(rows, header, total=len(samples), device=device)
-    result = EvaluationResult(summary, rows, out)
-    if out is not None:
-        (out / METRICS_FILE).write_text(json.dumps(summary, indent=1) + "\n")
+    result = None
+    if processes.is_main_process:
+        merge_part_files(out, order)
+        done = read_all_samples(out)
+        result = _result([done[key] for key in order if key in done], header, len(samples), summary_device, out)
+        (out / METRICS_FILE).write_text(json.dumps(result.summary, indent=1) + "\n")
         (out / TABLE_FILE).write_text(result.to_markdown())
+    processes.wait_for_everyone()
+    if result is None:  # the other processes read what the main process wrote
+        done = read_all_samples(out, trim=False)
+        result = _result([done[key] for key in order if key in done], header, len(samples), summary_device, out)
     return result
+
+
+def _result(rows, header, total, device, out) -> EvaluationResult:
+    return EvaluationResult(summarize(rows, header, total=total, device=device), rows, out)
+
+
+def _prepare_output_dir(
+    out: Optional[Path], header: Dict[str, Any], overwrite: bool, processes: Processes
+) -> Set[Tuple[str, int]]:
+    """Checks or writes ``run.json`` and returns the keys already scored, on every process.
+
+    Only the main process touches the folder here (it also cuts lines left incomplete by an interruption); the
+    others get its answer, or its refusal, before any process appends a row.
+    """
+    if out is None:
+        return set()
+    answer: Tuple[str, Any] = ("ok", [])
+    if processes.is_main_process:
+        try:
+            check_header(out, header, overwrite)
+            answer = ("ok", sorted(read_all_samples(out)))
+        except RunMismatchError as error:
+            answer = ("mismatch", str(error))
+            if not processes.is_distributed:
+                raise
+        except Exception as error:
+            answer = ("error", f"{type(error).__name__}: {error}")
+            if not processes.is_distributed:
+                raise
+    kind, value = processes.broadcast_object(answer)
+    if kind == "mismatch":
+        raise RunMismatchError(value)
+    if kind == "error":
+        raise RuntimeError(f"the main process could not prepare {out}: {value}")
+    return {tuple(key) for key in value}
 
 
 def _check_evaluate_args(resolution, batch_size, max_samples, grad_variant, conn_variant, metric_workers) -> None:
@@ -155,11 +230,6 @@ def _check_evaluate_args(resolution, batch_size, max_samples, grad_variant, conn
     ):
         if variant not in VARIANTS:
             raise ValueError(f"`{name}` must be one of {VARIANTS}, got {variant!r}.")
-
-
-def _read_done(out: Path) -> Dict[Tuple[str, int], Dict[str, Any]]:
-    rows = read_samples_csv(out / SAMPLES_FILE)
-    return {(r["instance_id"], r["text_index"]): r for r in rows}
 
 
 def _timed_predict(predict: Predictor, batch: List[Sample], pairs, warmup: int) -> Tuple[Sequence[Any], float]:

@@ -1,13 +1,19 @@
 # Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
-"""The output folder of a run: ``run.json`` (what the numbers depend on) and the resumable ``samples.csv``."""
+"""The output folder of a run: ``run.json`` (what the numbers depend on) and the resumable ``samples.csv``.
+
+A run split across N processes appends each process's rows to its own ``samples.process-<index>.csv``; the main
+process merges them into ``samples.csv`` (in sample order) at the end. A run that stops before then leaves these
+files, and the next run, with any number of processes, reads them all and merges them.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ..metrics import METRIC_NAMES
 
@@ -24,6 +30,20 @@ TABLE_FILE = "results.md"
 
 
 OUTPUT_FILES = (SAMPLES_FILE, HEADER_FILE, METRICS_FILE, TABLE_FILE)
+
+
+#: The rows of one process of a multi-process run, until the main process merges them into ``samples.csv``.
+PART_FILE_PATTERN = "samples.process-*.csv"
+
+
+def part_file(output_dir: Path, process_index: int) -> Path:
+    """Where process ``process_index`` of a multi-process run appends its rows."""
+    return Path(output_dir) / f"samples.process-{process_index:05d}.csv"
+
+
+def part_files(output_dir: Path) -> List[Path]:
+    """The per-process files of ``output_dir`` (of this run or of an interrupted one), in process order."""
+    return sorted(Path(output_dir).glob(PART_FILE_PATTERN))
 
 
 CSV_COLUMNS = (
@@ -44,6 +64,7 @@ def check_header(output_dir: Path, header: Dict[str, Any], overwrite: bool) -> N
     """Writes ``run.json``, or checks that the one there describes the same run (else refuses / starts over)."""
     header_path = output_dir / HEADER_FILE
     existing = [name for name in OUTPUT_FILES if (output_dir / name).exists()]
+    existing += [path.name for path in part_files(output_dir)]
     if existing and not overwrite:
         if not header_path.is_file():
             raise RunMismatchError(
@@ -68,11 +89,16 @@ def check_header(output_dir: Path, header: Dict[str, Any], overwrite: bool) -> N
     header_path.write_text(json.dumps(header, indent=1, sort_keys=True) + "\n")
 
 
-def read_samples_csv(path: Path) -> List[Dict[str, Any]]:
-    """Rows of a ``samples.csv`` with typed values; an incomplete last line (an interrupted write) is dropped."""
+def read_samples_csv(path: Path, trim: bool = True) -> List[Dict[str, Any]]:
+    """Rows of a ``samples.csv`` with typed values; an incomplete last line (an interrupted write) is dropped.
+
+    With ``trim``, that line is also cut from the file, so that appending starts on a fresh line; pass
+    ``trim=False`` to read a file another process may be writing.
+    """
     if not path.is_file():
         return []
-    _drop_partial_line(path)
+    if trim:
+        _drop_partial_line(path)
     rows = []
     with open(path, newline="", encoding="utf-8") as handle:
         for raw in csv.DictReader(handle):
@@ -81,6 +107,53 @@ def read_samples_csv(path: Path) -> List[Dict[str, Any]]:
                 continue
             rows.append(_typed(raw))
     return rows
+
+
+def read_all_samples(output_dir: Path, trim: bool = True) -> Dict[Tuple[str, int], Dict[str, Any]]:
+    """(instance_id, text_index) -> row, of ``samples.csv`` and of the per-process files (the first row of a key
+    wins)."""
+    done: Dict[Tuple[str, int], Dict[str, Any]] = {}
+    for path in [Path(output_dir) / SAMPLES_FILE] + part_files(output_dir):
+        for row in read_samples_csv(path, trim):
+            done.setdefault((row["instance_id"], row["text_index"]), row)
+    return done
+
+
+def merge_part_files(output_dir: Path, order: Iterable[Tuple[str, int]]) -> bool:
+    """Folds the per-process files into ``samples.csv`` and removes them; ``False`` if there were none.
+
+    The new ``samples.csv`` lists the rows of the keys in ``order`` in that order (the order one process writes
+    them in), then any other rows already there (of a run with a larger ``max_samples``). It replaces the old one
+    atomically, and the per-process files are removed only after that, so an interruption loses no row.
+    """
+    parts = part_files(output_dir)
+    if not parts:
+        return False
+    done = read_all_samples(output_dir)
+    ordered = [done.pop(key) for key in order if key in done]
+    rows = ordered + list(done.values())
+    target = Path(output_dir) / SAMPLES_FILE
+    descriptor, temporary = tempfile.mkstemp(dir=output_dir, prefix=f".{SAMPLES_FILE}.", suffix=".partial")
+    try:
+        with os.fdopen(descriptor, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(_as_written(row) for row in rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    for path in parts:
+        path.unlink()
+    return True
+
+
+def _as_written(row: Dict[str, Any]) -> Dict[str, Any]:
+    """A typed row as :class:`CsvAppender` writes it (floats as repr: they read back exactly)."""
+    return {name: row[name] for name in CSV_COLUMNS}
 
 
 def _typed(raw: Dict[str, str]) -> Dict[str, Any]:
