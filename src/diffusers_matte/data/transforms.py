@@ -2,7 +2,8 @@
 """Turns a dataset row (the schema of :mod:`diffusers_matte.data`) into training tensors.
 
 The paper resizes every image to 512x512 in all stages (appendix 6.2) and trains on one randomly chosen expression
-per instance (Sec. 4.1). The targets follow Sec. 3.2: region map and masks on the 1/8 grid, down-sampled alphas.
+per instance (Sec. 4.1). The resize is the pipeline's own preprocessing (`image_processor.prepare_pixels`, square, torch
+antialiased bilinear), so training and inference see the same pixels for the same image. The targets follow Sec. 3.2: region map and masks on the 1/8 grid, down-sampled alphas.
 """
 
 from __future__ import annotations
@@ -133,13 +134,16 @@ class TrainingTransform:
 
     def from_arrays(self, image: np.ndarray, alpha: np.ndarray, text: str = "", source: str = "") -> Dict[str, Any]:
         """Builds the tensors from an RGB uint8 image and a float alpha in [0, 1] of the same size."""
-        size = (self.resolution, self.resolution)
-        image = Image.fromarray(np.asarray(image, dtype=np.uint8)).resize(size, Image.BICUBIC)
-        alpha_img = Image.fromarray(np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)).resize(size, Image.BILINEAR)
-        alpha_np = np.asarray(alpha_img, dtype=np.float32) / 255.0
+        from ..pipelines.soft_grounding.image_processor import prepare_pixels, resize
 
-        pixel_values = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1.0
-        alpha_t = torch.from_numpy(alpha_np)[None]
+        size = (self.resolution, self.resolution)
+        # The pipeline's preprocessing (one function for training, evaluation and inference), with the paper's
+        # square resize; the alpha is resized by the same filter to the same grid.
+        image = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255.0
+        pixel_values = prepare_pixels(image, self.resolution, keep_aspect_ratio=False)[0][0]
+        alpha_t = resize(torch.from_numpy(np.array(alpha, dtype=np.float32))[None, None], size)[0]
+        alpha_t = alpha_t.clamp(0.0, 1.0)
+        alpha_np = alpha_t[0].numpy()
         regions = downsample_region_map(region_map(alpha_np, self.kernel_size), self.latent_factor)
         latent = self.resolution // self.latent_factor
         out = {

@@ -276,6 +276,44 @@ def load_images(image) -> list[torch.Tensor]:
     return images
 
 
+def prepare_pixels(
+    image: torch.Tensor,
+    processing_resolution: int = 512,
+    keep_aspect_ratio: bool = True,
+    pad_multiple: int = 1,
+    resample: str = "bilinear",
+) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+    """The one preprocessing of training, evaluation and inference: resize, normalise, pad.
+
+    `(N, C, H, W)` in [0, 1] -> `(pixels, padding, original_size)`, pixels in [-1, 1] (what the VAE takes),
+    `padding = (pad_h, pad_w)` added on the bottom and right.
+
+    - `processing_resolution`: with `keep_aspect_ratio`, the size of the longest edge (the other edge follows the
+      aspect ratio, rounded); without it, the image becomes `processing_resolution` x `processing_resolution`,
+      which is what the paper does in all training stages and in its 512x512 evaluation (appendix 6.2, Sec. 4.3).
+      0 keeps the size.
+    - Resizing is torch's `interpolate` with `resample` ("bilinear" by default), antialiased when shrinking, so a
+      training batch and a pipeline call see the same pixels for the same image and size. The training alphas
+      are resized by `resize` with the same size and filter, so the targets stay aligned with the pixels.
+    - `pad_multiple`: replicate-padding to a multiple of it (the pipeline pads to the UNet's total down-sampling,
+      64 for Stable Diffusion); 1 pads nothing.
+    """
+    original_size = tuple(image.shape[-2:])
+    if processing_resolution > 0:
+        height, width = original_size
+        if keep_aspect_ratio:
+            scale = processing_resolution / max(height, width)
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        else:
+            size = (processing_resolution, processing_resolution)
+        image = resize(image, size, resample)
+    image = image * 2.0 - 1.0
+    pad_h, pad_w = (-image.shape[-2]) % pad_multiple, (-image.shape[-1]) % pad_multiple
+    if pad_h or pad_w:
+        image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
+    return image, (pad_h, pad_w), original_size
+
+
 class SoftGroundingImageProcessor:
     """Resize, pad and unpad images for the soft-grounding pipeline, and format its outputs.
 
@@ -292,21 +330,15 @@ class SoftGroundingImageProcessor:
         image: torch.Tensor,
         processing_resolution: int = 512,
         resample: str = "bilinear",
+        keep_aspect_ratio: bool = True,
     ) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
         """`(N, 3, H, W)` in [0, 1] -> pixels in [-1, 1], longest edge resized to `processing_resolution` (0: keep
-        the size; the aspect ratio is kept), replicate-padded on the bottom and right to a multiple of
-        `pad_multiple`. Returns `(pixels, padding, original_size)` with `padding = (pad_h, pad_w)`.
+        the size; the aspect ratio is kept unless `keep_aspect_ratio=False`, which gives the paper's square
+        resize), replicate-padded on the bottom and right to a multiple of `pad_multiple`. Returns
+        `(pixels, padding, original_size)` with `padding = (pad_h, pad_w)`. This is `prepare_pixels`, the function
+        the training transform uses too.
         """
-        original_size = tuple(image.shape[-2:])
-        if processing_resolution > 0:
-            height, width = original_size
-            scale = processing_resolution / max(height, width)
-            size = (max(1, round(height * scale)), max(1, round(width * scale)))
-            image = resize(image, size, resample)
-        image = image * 2.0 - 1.0
-        pad_h, pad_w = (-image.shape[-2]) % self.pad_multiple, (-image.shape[-1]) % self.pad_multiple
-        image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
-        return image, (pad_h, pad_w), original_size
+        return prepare_pixels(image, processing_resolution, keep_aspect_ratio, self.pad_multiple, resample)
 
     @staticmethod
     def postprocess(
