@@ -27,11 +27,13 @@ from diffusers_matte.models.unet_matte import (
     MatteUNet2DConditionModel,
     distillation_feature_pairs,
 )
+from diffusers_matte.pipelines.soft_grounding.image_processor import alpha_to_pil
 from diffusers_matte.training_loop import (
     FrozenEncoders,
     add_training_args,
     make_accelerator,
     make_dataloader,
+    make_parser,
     save_outputs,
     train,
     validate_args,
@@ -39,7 +41,7 @@ from diffusers_matte.training_loop import (
 
 
 def parse_args(input_args=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = make_parser(__doc__.split("\n\n")[0])
     add_training_args(parser, stage="transparency")
     parser.add_argument(
         "--teacher_model_name_or_path",
@@ -170,8 +172,16 @@ def main(args: argparse.Namespace) -> None:
         )  # fmt: skip
         return {"loss": loss.item(), **{f"loss_{k}": v.item() for k, v in parts.items()}}
 
+    def validate(models, pixels, prompt):  # the coarse alpha and the transparency sigmoid(R)
+        text = models.get("text_adapter", text_adapter)(encoders.encode_text([prompt]))
+        prediction = models["unet"].predict(encoders.encode_image(pixels), text)
+        return {
+            "coarse_alpha": alpha_to_pil(prediction.coarse_alpha[0].float().clamp(0, 1)),
+            "transparency": alpha_to_pil(torch.sigmoid(prediction.transparency_logits[0].float())),
+        }
+
     dataloader = make_dataloader(args, encoders.latent_factor)
-    trained = train(args, accelerator, models, dataloader, step)
+    trained = train(args, accelerator, models, dataloader, step, validate)
     if accelerator.is_main_process:
         trained.setdefault("text_adapter", text_adapter)
         save_outputs(

@@ -19,6 +19,7 @@ from diffusers_matte.losses import matting_decoder_loss
 from diffusers_matte.models.matting_decoder import MattingDecoder
 from diffusers_matte.models.text_adapter import TextAdapter
 from diffusers_matte.models.unet_matte import MatteUNet2DConditionModel
+from diffusers_matte.pipelines.soft_grounding.image_processor import alpha_to_pil
 from diffusers_matte.pipelines.soft_grounding.pipeline_soft_grounding import (
     SoftGroundingMattingPipeline,
 )
@@ -27,6 +28,7 @@ from diffusers_matte.training_loop import (
     add_training_args,
     make_accelerator,
     make_dataloader,
+    make_parser,
     save_outputs,
     train,
     validate_args,
@@ -34,7 +36,7 @@ from diffusers_matte.training_loop import (
 
 
 def parse_args(input_args=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = make_parser(__doc__.split("\n\n")[0])
     add_training_args(parser, stage="decoder")
     parser.add_argument(
         "--student_model_name_or_path",
@@ -67,18 +69,21 @@ def main(args: argparse.Namespace) -> None:
             decoder_kwargs = json.load(f)
     decoder = MattingDecoder(feature_channels=unet.config.block_out_channels[0], **decoder_kwargs)
 
-    def step(batch, prepared, backward):
-        pixel_values = batch["pixel_values"].to(accelerator.device)
+    def predict(decoder, pixel_values, texts):
         with torch.no_grad():
-            text = text_adapter(encoders.encode_text(batch["text"]))
+            text = text_adapter(encoders.encode_text(texts))
             prediction = unet.predict(encoders.encode_image(pixel_values), text, output_features=True)
-        alpha = prepared["matting_decoder"](
+        return decoder(
             pixel_values,
             prediction.coarse_alpha,
             prediction.transparency_logits,
             prediction.features,
             return_dict=False,  # accelerate's mixed-precision wrapper cannot rebuild the output dataclass
         )[0]
+
+    def step(batch, prepared, backward):
+        pixel_values = batch["pixel_values"].to(accelerator.device)
+        alpha = predict(prepared["matting_decoder"], pixel_values, batch["text"])
         loss, parts = matting_decoder_loss(alpha, batch["alpha"].to(alpha.device), args.laplacian_weight)
         backward(loss)
         return {
@@ -86,8 +91,12 @@ def main(args: argparse.Namespace) -> None:
             **{f"loss_{k}": v.item() for k, v in parts.items()},
         }
 
+    def validate(models, pixels, prompt):
+        alpha = predict(models["matting_decoder"], pixels.to(accelerator.device), [prompt])
+        return {"alpha": alpha_to_pil(alpha[0].float().clamp(0, 1))}
+
     dataloader = make_dataloader(args, encoders.latent_factor)
-    trained = train(args, accelerator, {"matting_decoder": decoder}, dataloader, step)
+    trained = train(args, accelerator, {"matting_decoder": decoder}, dataloader, step, validate)
     if accelerator.is_main_process:
         pipe = SoftGroundingMattingPipeline(
             vae=encoders.vae.float(),

@@ -26,6 +26,7 @@ from diffusers_matte.models.sparse_refiner import (
     SPARSE_REFINER_BACKENDS,
     SparseMatteRefiner,
 )
+from diffusers_matte.pipelines.soft_grounding.image_processor import alpha_to_pil
 from diffusers_matte.pipelines.soft_grounding.pipeline_soft_grounding import (
     SoftGroundingMattingPipeline,
 )
@@ -33,6 +34,7 @@ from diffusers_matte.training_loop import (
     add_training_args,
     make_accelerator,
     make_dataloader,
+    make_parser,
     save_outputs,
     train,
     validate_args,
@@ -41,7 +43,7 @@ from diffusers_matte.training_loop import (
 
 
 def parse_args(input_args=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = make_parser(__doc__.split("\n\n")[0])
     add_training_args(parser, stage="refiner")
     # --resolution is the refiner's target size; the frozen pipeline runs at --processing_resolution.
     parser.set_defaults(resolution=1024)
@@ -125,17 +127,14 @@ def main(args: argparse.Namespace) -> None:
         **refiner_kwargs,
     )
 
+    def predict(model, pixel_values, texts):
+        alpha_lr, context = predict_low_resolution(pipe, pixel_values, texts, processing_resolution)
+        # A tuple, not the output dataclass, which accelerate's mixed-precision wrapper cannot rebuild.
+        return model(pixel_values, alpha_lr, context, backend=args.refiner_backend, return_dict=False)[0]
+
     def step(batch, prepared, backward):
         pixel_values = batch["pixel_values"].to(accelerator.device)
-        alpha_lr, context = predict_low_resolution(pipe, pixel_values, batch["text"], processing_resolution)
-        # A tuple, not the output dataclass, which accelerate's mixed-precision wrapper cannot rebuild.
-        alpha = prepared["refiner"](
-            pixel_values,
-            alpha_lr,
-            context,
-            backend=args.refiner_backend,
-            return_dict=False,
-        )[0]
+        alpha = predict(prepared["refiner"], pixel_values, batch["text"])
         # The decoder's loss, at the target resolution (appendix 6.3).
         loss, parts = matting_decoder_loss(alpha, batch["alpha"].to(alpha.device), args.laplacian_weight)
         # Where no pixel is uncertain the refiner convolves nothing and the loss would not reach its weights: a zero
@@ -146,8 +145,12 @@ def main(args: argparse.Namespace) -> None:
             **{f"loss_{k}": v.item() for k, v in parts.items()},
         }
 
+    def validate(models, pixels, prompt):
+        alpha = predict(models["refiner"], pixels.to(accelerator.device), [prompt])
+        return {"alpha": alpha_to_pil(alpha[0].float().clamp(0, 1))}
+
     dataloader = make_dataloader(args, pipe.vae_scale_factor)
-    trained = train(args, accelerator, {"refiner": refiner}, dataloader, step)
+    trained = train(args, accelerator, {"refiner": refiner}, dataloader, step, validate)
     if accelerator.is_main_process:
         # Reloaded in full precision: the frozen copy above may have been cast for mixed precision.
         output = SoftGroundingMattingPipeline.from_pretrained(

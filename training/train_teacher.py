@@ -18,6 +18,9 @@ the UNet with the LoRA folded in and `unet_lora/` the adapter alone, in peft's f
 import argparse
 import os
 
+import PIL.Image
+import torch
+
 from diffusers_matte import training_utils
 from diffusers_matte.losses import region_cross_entropy_loss
 from diffusers_matte.models.text_adapter import TextAdapter
@@ -27,6 +30,7 @@ from diffusers_matte.training_loop import (
     add_training_args,
     make_accelerator,
     make_dataloader,
+    make_parser,
     save_outputs,
     train,
     validate_args,
@@ -34,7 +38,7 @@ from diffusers_matte.training_loop import (
 
 
 def parse_args(input_args=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = make_parser(__doc__.split("\n\n")[0])
     add_training_args(parser, stage="semantic")
     parser.add_argument(
         "--head_channels",
@@ -74,6 +78,15 @@ def build_teacher(args: argparse.Namespace) -> MatteUNet2DConditionModel:
     return unet
 
 
+# Background black, foreground white, transparent orange.
+REGION_COLOURS = torch.tensor([[0, 0, 0], [255, 255, 255], [255, 128, 0]], dtype=torch.uint8)
+
+
+def region_map_image(classes: torch.Tensor) -> PIL.Image.Image:
+    """A `(h, w)` map of region classes as an RGB image."""
+    return PIL.Image.fromarray(REGION_COLOURS[classes.cpu().long()].numpy(), mode="RGB")
+
+
 def main(args: argparse.Namespace) -> None:
     accelerator = make_accelerator(args)
     encoders = FrozenEncoders.from_pretrained(args, accelerator)
@@ -89,6 +102,11 @@ def main(args: argparse.Namespace) -> None:
         backward(loss)
         return {"loss": loss.item()}
 
+    def validate(models, pixels, prompt):  # the region map as colours
+        text = models["text_adapter"](encoders.encode_text([prompt]))
+        logits = models["unet"](encoders.encode_image(pixels), timestep, text).sample.float()
+        return {"region_map": region_map_image(logits.argmax(dim=1)[0])}
+
     dataloader = make_dataloader(args, encoders.latent_factor)
     trained = train(
         args,
@@ -96,6 +114,7 @@ def main(args: argparse.Namespace) -> None:
         {"unet": unet, "text_adapter": text_adapter},
         dataloader,
         step,
+        validate,
     )
     if accelerator.is_main_process:
         if args.use_lora:  # the adapter in peft's format (the region head is trained in full: it is in unet/)

@@ -38,6 +38,14 @@ logger = get_logger(__name__)
 TRAIN_LOG = "train_log.jsonl"
 
 
+STAGE_SCRIPTS = {
+    "semantic": "training/train_teacher.py",
+    "transparency": "training/train_distill.py",
+    "decoder": "training/train_matting_decoder.py",
+    "refiner": "training/train_refiner.py",
+}
+
+
 def add_training_args(parser: argparse.ArgumentParser, stage: str) -> None:
     """The arguments every stage takes, named as in diffusers' training examples.
 
@@ -45,6 +53,7 @@ def add_training_args(parser: argparse.ArgumentParser, stage: str) -> None:
     steps, per-device batch and milestones are the defaults.
     """
     table = training_utils.TABLE4_STAGES[stage]
+    parser.set_defaults(stage=stage)
     add = parser.add_argument
     add(
         "--pretrained_model_name_or_path",
@@ -186,6 +195,47 @@ def add_training_args(parser: argparse.ArgumentParser, stage: str) -> None:
         "augmented, so it never changes): on small sets this saves the VAE encoder's share of every step",
     )
     add(
+        "--validation_image",
+        action="append",
+        default=None,
+        help="an image to predict during training (repeatable; paired with --validation_prompt)",
+    )
+    add(
+        "--validation_prompt",
+        action="append",
+        default=None,
+        help="the sentence of the --validation_image at the same position (repeatable; one prompt serves every "
+        "image, one image every prompt)",
+    )
+    add(
+        "--validation_steps",
+        type=int,
+        default=500,
+        help="predict the validation pairs every this many steps (and at the end): images under "
+        "<output_dir>/validation/ and in the trackers, the last grid in the model card",
+    )
+    add(
+        "--use_ema",
+        action="store_true",
+        help="keep an exponential moving average of the trained weights (diffusers' EMAModel), saved as the output",
+    )
+    add("--ema_decay", type=float, default=0.9999, help="decay of --use_ema")
+    add(
+        "--allow_tf32",
+        action="store_true",
+        help="TF32 matrix products on Ampere GPUs (faster; see PyTorch's notes on precision)",
+    )
+    add(
+        "--scale_lr",
+        action="store_true",
+        help="multiply --learning_rate by gradient accumulation x batch size x processes, as diffusers' examples do",
+    )
+    add(
+        "--base_model_id",
+        default=None,
+        help="the Hub id the model card names as base model when --pretrained_model_name_or_path is a local folder",
+    )
+    add(
         "--push_to_hub",
         action="store_true",
         help="upload the result, with its code (as `pipe.push_to_hub` does); the token and the repository are "
@@ -193,6 +243,40 @@ def add_training_args(parser: argparse.ArgumentParser, stage: str) -> None:
     )
     add("--hub_model_id", default=None)
     add("--hub_token", default=None)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` shows every option's default (diffusers' examples leave users to read the code)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help = action.help or ""
+        if "%(default)" in help or not action.option_strings or action.default in (None, False, argparse.SUPPRESS):
+            return help
+        return f"{help} (default: %(default)s)" if help else "default: %(default)s"
+
+
+def make_parser(description: str) -> argparse.ArgumentParser:
+    """The parser of a stage script, its `--help` with defaults."""
+    return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+
+
+def validation_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """`(image path, prompt)` pairs of `--validation_image` / `--validation_prompt`."""
+    images, prompts = args.validation_image or [], args.validation_prompt or []
+    if not images and not prompts:
+        return []
+    if not images or not prompts:
+        raise ValueError("--validation_image and --validation_prompt go together: give both.")
+    if len(images) == 1:
+        images = images * len(prompts)
+    elif len(prompts) == 1:
+        prompts = prompts * len(images)
+    if len(images) != len(prompts):
+        raise ValueError(
+            f"--validation_image ({len(images)}) and --validation_prompt ({len(prompts)}) must pair up: as many of "
+            "each, or one of either."
+        )
+    return list(zip(images, prompts))
 
 
 def kernel_for_resolution(resolution: int) -> int:
@@ -218,6 +302,12 @@ def validate_args(args: argparse.Namespace) -> None:
     ):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}.")
+    if args.validation_steps < 1:
+        raise ValueError(f"--validation_steps must be a positive integer, got {args.validation_steps}.")
+    for path in args.validation_image or []:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--validation_image {path!r} is not a file.")
+    validation_pairs(args)
 
 
 # Trackers accelerate can report to, and the packages each needs.
@@ -506,6 +596,7 @@ def load_train_sets(args: argparse.Namespace) -> dict[str, datasets.Dataset]:
             if len(rows) == 0:
                 raise DatasetArgumentError(f"--dataset {spec.value!r}: {str(spec.path)!r} holds no training rows.")
             found[name] = rows
+    args.train_sets = {name: (spec.value, len(rows)) for spec, (name, rows) in zip(specs, found.items())}
     return found
 
 
@@ -694,16 +785,28 @@ def train(
     models: dict[str, nn.Module],
     dataloader: torch.utils.data.DataLoader,
     step_fn: Callable[[dict, dict[str, nn.Module], Callable[[torch.Tensor], None]], dict[str, float]],
+    validate_fn: Optional[Callable[[dict[str, nn.Module], torch.Tensor, str], dict]] = None,
 ) -> dict[str, nn.Module]:
-    """Run the optimisation loop; returns the trained models, unwrapped.
+    """Run the optimisation loop; returns the trained models, unwrapped (with `--use_ema`, holding the averaged
+    weights).
 
     Args:
         models: the trainable models by the subfolder name they are saved under (`save_pretrained`).
         step_fn: `step_fn(batch, prepared_models, backward)` computes the loss of one batch, calls
             `backward(loss)` itself (so a `capture()` block can stay open during backward), and returns the
             floats to log.
+        validate_fn: `validate_fn(models, pixels, prompt)` -> `{name: PIL image}`, the stage's prediction for one
+            validation pair (`pixels`: `(1, 3, R, R)` in [-1, 1], preprocessed as the training images); run every
+            `--validation_steps` and at the end (`log_validation`).
     """
+    if getattr(args, "allow_tf32", False) and torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if getattr(args, "scale_lr", False) and not getattr(args, "_lr_scaled", False):
+        args.learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
+        args._lr_scaled = True
     params = [p for model in models.values() for p in model.parameters() if p.requires_grad]
+    emas = make_ema_models(args, models, accelerator)
     optimizer = training_utils.get_optimizer(
         params,
         learning_rate=args.learning_rate,
@@ -728,6 +831,8 @@ def train(
             f"the {len(dataloader.dataset)} training rows: there is no full batch to train on."
         )
     training_utils.register_checkpoint_hooks(accelerator, {type(m): name for name, m in models.items()})
+    if emas:
+        register_ema_hooks(accelerator, emas)
 
     global_step, first_epoch, skip_batches = 0, 0, 0
     if accelerator.is_main_process:
@@ -779,6 +884,8 @@ def train(
             if not accelerator.sync_gradients:
                 continue
             global_step += 1
+            for name, ema in emas.items():
+                ema.step(_trained_params(models[name]))
             progress.update(1)
             logs = {
                 **mean_over_processes(accelerator, logs),
@@ -798,11 +905,163 @@ def train(
                     global_step,
                     args.checkpoints_total_limit,
                 )
+            if (
+                validate_fn is not None
+                and global_step % args.validation_steps == 0
+                and global_step < args.max_train_steps
+            ):
+                log_validation(args, accelerator, models, emas, validate_fn, global_step)
             if global_step >= args.max_train_steps:
                 break
         epoch += 1
     accelerator.wait_for_everyone()
+    for name, ema in emas.items():  # the averaged weights are the stage's output
+        ema.copy_to(_trained_params(models[name]))
+    if validate_fn is not None:
+        log_validation(args, accelerator, models, {}, validate_fn, global_step, final=True)
     return {name: accelerator.unwrap_model(model) for name, model in wrapped.items()}
+
+
+def _trained_params(model: nn.Module) -> list:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+EMA_STATE = "ema_state.pt"
+
+
+def make_ema_models(args: argparse.Namespace, models: dict[str, nn.Module], accelerator: Accelerator) -> dict:
+    """With `--use_ema`, one diffusers `EMAModel` per trained model, over its trained parameters."""
+    if not getattr(args, "use_ema", False):
+        return {}
+    from diffusers.training_utils import EMAModel
+
+    emas = {}
+    for name, model in models.items():
+        emas[name] = EMAModel(_trained_params(model), decay=args.ema_decay)
+        emas[name].to(accelerator.device)
+    return emas
+
+
+def register_ema_hooks(accelerator: Accelerator, emas: dict) -> None:
+    """Checkpoints hold the averages (`EMA_STATE`), so a resumed run continues them exactly."""
+
+    def save(models, weights, output_dir):
+        if accelerator.is_main_process:
+            torch.save({name: ema.state_dict() for name, ema in emas.items()}, os.path.join(output_dir, EMA_STATE))
+
+    def load(models, input_dir):
+        path = os.path.join(input_dir, EMA_STATE)
+        if not os.path.isfile(path):
+            raise ValueError(
+                f"--use_ema: the checkpoint {input_dir} has no {EMA_STATE}; resume with the same --use_ema."
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for name, ema in emas.items():
+            ema.load_state_dict(state[name])
+            ema.to(accelerator.device)
+
+    accelerator.register_save_state_pre_hook(save)
+    accelerator.register_load_state_pre_hook(load)
+
+
+VALIDATION_DIR = "validation"
+VALIDATION_GRID = "validation_grid.png"
+
+
+def load_validation_pixels(path: str, resolution: int) -> tuple[torch.Tensor, "PIL.Image.Image"]:  # noqa: F821
+    """A validation image preprocessed as the training images are (`prepare_pixels`, square), and its RGB view."""
+    from .pipelines.soft_grounding.image_processor import load_image, open_image, prepare_pixels
+
+    image = load_image(open_image(path))
+    pixels = prepare_pixels(image, resolution, keep_aspect_ratio=False)[0]
+    return pixels, _to_pil((pixels[0] + 1.0) / 2.0)
+
+
+def _to_pil(image: torch.Tensor):
+    import PIL.Image
+
+    array = image.detach().float().cpu().clamp(0, 1).numpy()
+    array = np.round(array.transpose(1, 2, 0) * 255).astype(np.uint8) if array.ndim == 3 else array
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    return PIL.Image.fromarray(array).convert("RGB")
+
+
+def log_validation(
+    args: argparse.Namespace,
+    accelerator: Accelerator,
+    models: dict[str, nn.Module],
+    emas: dict,
+    validate_fn: Callable,
+    step: int,
+    final: bool = False,
+) -> Optional[Path]:
+    """Predict every validation pair with the models as they are (the averages, with `--use_ema`), in eval mode,
+    without touching the random state; save the images under `<output_dir>/validation/step-<step>/`, log them to
+    the trackers (TensorBoard, wandb) and, at the end, write the grid of the model card. Main process only."""
+    pairs = validation_pairs(args)
+    if not pairs or not accelerator.is_main_process:
+        return None
+    import PIL.Image
+
+    modes = {name: model.training for name, model in models.items()}
+    for name, ema in emas.items():
+        ema.store(_trained_params(models[name]))
+        ema.copy_to(_trained_params(models[name]))
+    rng_state = torch.get_rng_state()
+    rows = []
+    try:
+        for model in models.values():
+            model.eval()
+        with torch.no_grad():
+            for image_path, prompt in pairs:
+                pixels, shown = load_validation_pixels(image_path, args.resolution)
+                predictions = validate_fn(models, pixels, prompt)
+                size = shown.size
+                # maps of classes (RGB) keep their colours, alphas (L) are interpolated
+                shown_predictions = [
+                    img.resize(size, PIL.Image.NEAREST if img.mode == "RGB" else PIL.Image.BILINEAR).convert("RGB")
+                    for img in predictions.values()
+                ]
+                rows.append((prompt, [shown, *shown_predictions]))
+                kinds = list(predictions)
+    finally:
+        torch.set_rng_state(rng_state)
+        for name, model in models.items():
+            model.train(modes[name])
+        for name, ema in emas.items():
+            ema.restore(_trained_params(models[name]))
+    folder = Path(args.output_dir) / VALIDATION_DIR / f"step-{step}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (_, images) in enumerate(rows):
+        for kind, image in zip(["image", *kinds], images):
+            image.save(folder / f"{i}-{kind}.png")
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            for k, kind in enumerate(["image", *kinds]):
+                stacked = np.stack([np.asarray(images[k]) for _, images in rows])
+                tracker.writer.add_images(f"validation/{kind}", stacked, step, dataformats="NHWC")
+            tracker.writer.flush()
+        elif tracker.name == "wandb":
+            import wandb
+
+            tracker.log(
+                {
+                    f"validation/{kind}": [wandb.Image(images[k], caption=prompt) for prompt, images in rows]
+                    for k, kind in enumerate(["image", *kinds])
+                },
+                step=step,
+            )
+    width, height = rows[0][1][0].size
+    grid = PIL.Image.new("RGB", (width * len(rows[0][1]), height * len(rows)))
+    for r, (_, images) in enumerate(rows):
+        for c, image in enumerate(images):
+            grid.paste(image, (c * width, r * height))
+    grid.save(folder / "grid.png")
+    if final:
+        grid.save(Path(args.output_dir) / VALIDATION_GRID)
+        args.validation_summary = {"columns": ["image", *kinds], "prompts": [prompt for prompt, _ in rows]}
+    return folder
 
 
 def truncate_train_log(path: Path, last_step: int) -> None:
@@ -864,14 +1123,64 @@ def save_outputs(args: argparse.Namespace, models: dict, description: str) -> No
     """
     for name, model in models.items():
         model.save_pretrained(os.path.join(args.output_dir, name) if name else args.output_dir)
+    base_model = getattr(args, "base_model_id", None) or training_utils.hub_model_id(
+        args.pretrained_model_name_or_path
+    )
+    sets = getattr(args, "train_sets", {})
     training_utils.write_model_card(
         args.output_dir,
+        template_str=training_utils.TRAINING_CARD_TEMPLATE,
         model_description=description,
-        base_model=args.pretrained_model_name_or_path,
+        training_summary=training_summary(args, models, base_model),
+        base_model=base_model,
+        datasets=list(sets) or None,
         overwrite=True,
+        title=Path(args.output_dir).name,
     )
     if args.push_to_hub:
         push_outputs(args, models)
+
+
+def training_summary(args: argparse.Namespace, models: dict, base_model: Optional[str]) -> str:
+    """The model card's account of the run: what was trained, on what, how, and the validation grid."""
+    script = STAGE_SCRIPTS.get(getattr(args, "stage", None), "a stage script")
+    trained = ", ".join(f"`{name}/`" if name else "the whole pipeline" for name in models)
+    base = f"`{base_model}`" if base_model else f"a local copy at `{args.pretrained_model_name_or_path}`"
+    lines = [
+        f"Trained with `{script}` of diffusers-matte from the base model {base}; written: {trained}.",
+        "",
+        "| data set | given as | training rows |",
+        "|---|---|---|",
+    ]
+    for name, (value, rows) in getattr(args, "train_sets", {}).items():
+        lines.append(f"| {name} | `--dataset {value}` | {rows} |")
+    many = len(getattr(args, "train_sets", {})) > 1
+    schedule = f"`--data_schedule {args.data_schedule}`" if many else "one set, shuffled each epoch"
+    augment = (
+        "none (`--no_augment`)"
+        if args.no_augment
+        else "appendix 6.2's for the real sets"
+        + (" (P3M-10k / AM-2k flips only, `--no_rssn`)" if args.no_rssn else "")
+    )
+    lines += [
+        "",
+        f"- steps: {args.max_train_steps}, batch {args.train_batch_size} per device x "
+        f"{args.gradient_accumulation_steps} accumulation, learning rate {args.learning_rate:g} "
+        f"({args.lr_scheduler}), resolution {args.resolution}, region-map kernel {args.morphology_kernel_size}, "
+        f"seed {args.seed}, mixed precision {args.mixed_precision or 'no'}, EMA {'on' if args.use_ema else 'off'}",
+        f"- schedule: {schedule}; augmentation: {augment}",
+    ]
+    summary = getattr(args, "validation_summary", None)
+    if summary and (Path(args.output_dir) / VALIDATION_GRID).is_file():
+        lines += [
+            "",
+            "## Validation",
+            "",
+            f"Columns: {', '.join(summary['columns'])}. Rows: " + "; ".join(f'"{p}"' for p in summary["prompts"]),
+            "",
+            f"![validation]({VALIDATION_GRID})",
+        ]
+    return "\n".join(lines)
 
 
 # Files of a training output that are not part of the published model.

@@ -563,6 +563,7 @@ DEFAULT_TAGS = (
 def write_model_card(
     output_dir: PathLike,
     template_path: Optional[PathLike] = None,
+    template_str: Optional[str] = None,
     model_description: str = "",
     base_model: Optional[str] = None,
     datasets: Optional[Sequence[str]] = None,
@@ -579,7 +580,8 @@ def write_model_card(
     Args:
         output_dir: the training output directory.
         template_path: a Jinja template (e.g. from the repository's `model_cards/`); diffusers' training
-            template when left out. `{{ card_data }}` is the YAML metadata, `{{ model_description }}` the text.
+            template when neither it nor `template_str` is given.
+        template_str: the template as a string (e.g. `TRAINING_CARD_TEMPLATE`). `{{ card_data }}` is the YAML metadata, `{{ model_description }}` the text.
         model_description: the card's description.
         base_model: the model the run started from (Hub id or path), recorded in the metadata.
         datasets: dataset names recorded in the metadata.
@@ -592,11 +594,11 @@ def write_model_card(
     path = Path(output_dir) / "README.md"
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass `overwrite=True` to replace it.")
-    if template_path is None:
+    if template_path is None and template_str is None:
         from diffusers.utils.hub_utils import MODEL_CARD_TEMPLATE_PATH
 
         template_path = MODEL_CARD_TEMPLATE_PATH
-    if not Path(template_path).is_file():
+    if template_str is None and not Path(template_path).is_file():
         raise FileNotFoundError(f"Model card template {str(template_path)!r} does not exist.")
     card_data = ModelCardData(
         license="apache-2.0",
@@ -607,10 +609,76 @@ def write_model_card(
     )
     card = ModelCard.from_template(
         card_data,
-        template_path=str(template_path),
+        template_path=None if template_str is not None else str(template_path),
+        template_str=template_str,
         model_description=model_description,
         **template_values,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     card.save(path)
+    return path
+
+
+#: The card of a training output: what the stage is, then the run (`training_summary` in `training_loop`).
+TRAINING_CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ title }}
+
+{{ model_description }}
+
+## Training
+
+{{ training_summary }}
+
+## Use
+
+```python
+from diffusers_matte import SoftGroundingMattingPipeline
+
+pipe = SoftGroundingMattingPipeline.from_pretrained("<this folder or repository>")
+```
+
+(for a whole pipeline; the folders of the first two stages are read by the next stage's script).
+"""
+
+_HUB_CACHE_FOLDER = re.compile(r"^models--([^/]+?)--(.+)$")
+
+
+def hub_model_id(name_or_path: str) -> Optional[str]:
+    """The Hub id a model was loaded from: `name_or_path` itself when it is not a local folder, the id of a Hub
+    cache snapshot (`.../models--<org>--<name>/snapshots/<sha>`), the `base_model` a training output's card
+    records; None for another local folder (a local path is no id to publish)."""
+    path = Path(name_or_path)
+    if not path.exists():
+        return str(name_or_path)
+    for part in reversed(path.resolve().parts):
+        match = _HUB_CACHE_FOLDER.match(part)
+        if match:
+            return f"{match.group(1)}/{match.group(2)}"
+    card = path / "README.md"
+    if card.is_file():
+        match = re.search(r"^base_model:\s*(\S+)\s*$", card.read_text(encoding="utf-8"), re.MULTILINE)
+        if match:
+            return match.group(1).strip("'\"")
+    return None
+
+
+def write_tiny_base_model(path: PathLike, seed: int = 0) -> Path:
+    """Write a tiny Stable-Diffusion-shaped folder (vae, text_encoder, tokenizer, unet) of random weights, to try
+    the training scripts offline on a CPU in seconds (the tests' models; what it learns means nothing):
+
+        python -c "from diffusers_matte.training_utils import write_tiny_base_model as w; w('tiny-sd')"
+    """
+    from diffusers import UNet2DConditionModel
+
+    from .testing import get_dummy_components, get_dummy_unet_init_dict
+
+    path = Path(path)
+    components = get_dummy_components()
+    for name in ("vae", "text_encoder", "tokenizer"):
+        components[name].save_pretrained(path / name)
+    torch.manual_seed(seed)
+    UNet2DConditionModel(**get_dummy_unet_init_dict()).save_pretrained(path / "unet")
     return path
