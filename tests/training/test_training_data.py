@@ -121,3 +121,23 @@ def test_augmentation_changes_the_background_and_flips_swap_left_and_right():
     assert _augment("p3m10k", **{}) is not _augment("refcoco")
     no_rssn = make_augmentations(argparse.Namespace(no_augment=False, no_rssn=True))
     assert no_rssn["p3m10k"].p_blur == 0 and no_rssn["p3m10k"].p_noise == 0
+
+
+def test_two_processes_train_each_step_on_the_scheduled_set(base_model, layouts, tmp_path):  # noqa: F811
+    import os
+    import subprocess
+
+    from test_training_scripts import SCRIPTS
+
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPTS / "train_teacher.py"),
+        *map(str, teacher_args(base_model, layouts, tmp_path / "ddp", *NO_DATA, "--max_train_steps", 5)),
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = read_log(tmp_path / "ddp")
+    special = ["p3m10k", "am2k", "rm1k", "folder"]
+    assert [row["source"] for row in log] == DataSchedule(ALL_SETS, special=special, seed=0).sources(0, 5)
+    assert {row["processes"] for row in log} == {2}
