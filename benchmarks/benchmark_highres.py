@@ -1,7 +1,7 @@
 # Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
 """Time and peak memory of the high-resolution refiner: dense up-sampling vs the sparse refiner's two backends.
 
-Target (issue 7): at 4096x4096 with about 5% uncertain pixels, the sparse refiner stays under 4 GiB of CPU
+Target: at 4096x4096 with about 5% uncertain pixels, the sparse refiner stays under 4 GiB of CPU
 memory and is faster than dense convolution.
 
     python benchmarks/benchmark_highres.py [--sizes 1024 2048 4096] [--backends dense torch spconv]
@@ -263,7 +263,7 @@ def main():
             "the same runs, less sensitive to other jobs than wall time. Uncertain %: share of pixels each group convolved (sparse) or "
             "masked (dense), group 1 at half the size, group 2 at full size.",
             table,
-            "Checks (issue 7):\n" + "\n".join(verdict(rows)),
+            "Checks against the target:\n" + "\n".join(verdict(rows)),
         ]
     )
     print("\n" + table + "\n\n" + "\n".join(verdict(rows)))
