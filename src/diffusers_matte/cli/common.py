@@ -32,6 +32,21 @@ class UsageError(Exception):
     """Bad input from the user: reported as one line, exit code 2."""
 
 
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--device` and `--dtype`, as every command that runs the model takes them (see `resolve_device_and_dtype`)."""
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="torch device (default: cuda, then mps, then cpu)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=("float32", "float16", "bfloat16"),
+        help="model precision (default: float16 on cuda, float32 elsewhere)",
+    )
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but its errors are one line (no usage block) and exit with code 2."""
 

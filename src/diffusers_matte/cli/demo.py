@@ -5,7 +5,7 @@ import ipaddress
 import sys
 from pathlib import Path
 
-from .common import UsageError, load_pipeline, resolve_device_and_dtype
+from .common import UsageError, add_device_arguments, load_pipeline, resolve_device_and_dtype
 
 
 def register(subparsers) -> None:
@@ -51,17 +51,7 @@ def register(subparsers) -> None:
         help="gallery spec of example images and prompts (default: the repository's examples/gallery.json)",
     )
     parser.add_argument("--no-examples", action="store_true", help="show no examples")
-    parser.add_argument(
-        "--device",
-        default=None,
-        help="torch device (default: cuda, then mps, then cpu)",
-    )
-    parser.add_argument(
-        "--dtype",
-        default=None,
-        choices=("float32", "float16", "bfloat16"),
-        help="model precision (default: float16 on cuda, float32 elsewhere)",
-    )
+    add_device_arguments(parser)
     parser.set_defaults(run=run_demo)
 
 

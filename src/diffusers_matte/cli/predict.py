@@ -32,6 +32,7 @@ from .common import (
     DEFAULT_MAX_MEGAPIXELS,
     OUTPUT_MANIFEST,
     UsageError,
+    add_device_arguments,
     check_max_megapixels,
     check_output_dir,
     check_writable_target,
@@ -108,17 +109,7 @@ def register(subparsers) -> None:
         action="store_true",
         help="load .bin (pickle) weights when a model has no .safetensors; unpickling can run code",
     )
-    parser.add_argument(
-        "--device",
-        default=None,
-        help="torch device (default: cuda, then mps, then cpu)",
-    )
-    parser.add_argument(
-        "--dtype",
-        default=None,
-        choices=("float32", "float16", "bfloat16"),
-        help="model precision (default: float16 on cuda, float32 elsewhere)",
-    )
+    add_device_arguments(parser)
     parser.add_argument(
         "--processing-resolution",
         type=int,

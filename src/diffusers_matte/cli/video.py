@@ -5,7 +5,7 @@
 import sys
 from pathlib import Path
 
-from .common import UsageError, load_pipeline, resolve_device_and_dtype
+from .common import UsageError, add_device_arguments, load_pipeline, resolve_device_and_dtype
 
 DEFAULT_SMOOTHING = 0.6  # `diffusers_matte.video.DEFAULT_SMOOTHING`, repeated so that --help imports no torch
 
@@ -61,17 +61,7 @@ def register(subparsers) -> None:
         help="longest edge the models see (default: the model's own)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--device",
-        default=None,
-        help="torch device (default: cuda, then mps, then cpu)",
-    )
-    parser.add_argument(
-        "--dtype",
-        default=None,
-        choices=("float32", "float16", "bfloat16"),
-        help="model precision (default: float16 on cuda, float32 elsewhere)",
-    )
+    add_device_arguments(parser)
     parser.set_defaults(run=run_video)
 
 
