@@ -1,4 +1,5 @@
-"""Shared pytest configuration: offline, deterministic, and slow experiments kept out of the default run."""
+"""Shared pytest configuration: offline, deterministic, and slow experiments kept out of the default run; the tiny
+pipeline and the command runner that several test modules use."""
 
 import os
 
@@ -32,3 +33,40 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe():
+    """The tiny pipeline of `diffusers_matte.testing` (random weights), one per test module; a small default
+    processing resolution keeps it fast."""
+    from diffusers_matte.pipelines import SoftGroundingMattingPipeline
+    from diffusers_matte.testing import get_dummy_components
+
+    pipe = SoftGroundingMattingPipeline(**get_dummy_components(), default_processing_resolution=32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, tiny_pipe):
+    """`tiny_pipe` written by `save_pretrained` to a temporary folder: what `--model` takes."""
+    path = tmp_path_factory.mktemp("model")
+    tiny_pipe.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Runs `diffusers-matte` in-process: `run_cli("predict", path, "--prompt", "a")` -> (exit code, stderr).
+
+    Arguments are turned into strings; argparse's own errors leave through SystemExit, whose code is returned."""
+    from diffusers_matte import cli
+
+    def run(*argv):
+        try:
+            code = cli.main([str(a) for a in argv])
+        except SystemExit as exit_:
+            code = exit_.code
+        return code, capsys.readouterr().err
+
+    return run

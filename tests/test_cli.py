@@ -14,16 +14,6 @@ import diffusers_matte
 from diffusers_matte import cli
 from diffusers_matte.pipelines import SoftGroundingMattingPipeline
 from diffusers_matte.pipelines.soft_grounding.image_processor import load_image
-from diffusers_matte.testing import get_dummy_components
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model")
-    # A small default processing resolution keeps the tiny models fast at the command's defaults.
-    components = get_dummy_components()
-    SoftGroundingMattingPipeline(**components, default_processing_resolution=32).save_pretrained(path)
-    return path
 
 
 @pytest.fixture
@@ -37,15 +27,6 @@ def images(tmp_path):
     return folder
 
 
-def _run(capsys, *argv):
-    """Run the command in-process; argparse's own errors leave through SystemExit."""
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, capsys.readouterr().err
-
-
 def _assert_one_line_error(code, err, fragment):
     assert code == 2
     assert "Traceback" not in err
@@ -54,7 +35,7 @@ def _assert_one_line_error(code, err, fragment):
     assert fragment in lines[0], lines[0]
 
 
-def test_predict_writes_alpha_pngs_for_every_image_and_prompt(capsys, images, model_dir, tmp_path):
+def test_predict_writes_alpha_pngs_for_every_image_and_prompt(run_cli, images, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
     args = [
         "predict",
@@ -64,9 +45,9 @@ def test_predict_writes_alpha_pngs_for_every_image_and_prompt(capsys, images, mo
         "--prompt",
         "a dog",
         "--model",
-        model_dir,
+        tiny_model_dir,
     ]
-    code, err = _run(capsys, *args, "--output-dir", out, "--processing-resolution", 24)
+    code, err = run_cli(*args, "--output-dir", out, "--processing-resolution", 24)
     assert code == 0, err
     names = sorted(p.name for p in out.glob("*.png"))
     assert names == [
@@ -78,7 +59,7 @@ def test_predict_writes_alpha_pngs_for_every_image_and_prompt(capsys, images, mo
     written = PIL.Image.open(out / "cat_the-cat_alpha.png")
     assert written.mode == "L" and written.size == (44, 30)
     # The same numbers as the pipeline called directly.
-    pipe = SoftGroundingMattingPipeline.from_pretrained(model_dir)
+    pipe = SoftGroundingMattingPipeline.from_pretrained(tiny_model_dir)
     pipe.set_progress_bar_config(disable=True)
     image = load_image(PIL.Image.open(images / "cat.png"))
     expected = pipe(image, "the cat", processing_resolution=24).alpha[0, ..., 0]
@@ -86,7 +67,7 @@ def test_predict_writes_alpha_pngs_for_every_image_and_prompt(capsys, images, mo
     assert "matting" in err  # the progress bar
 
 
-def test_predict_globs_and_cutouts(capsys, images, model_dir, tmp_path):
+def test_predict_globs_and_cutouts(run_cli, images, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
     args = [
         "predict",
@@ -94,21 +75,21 @@ def test_predict_globs_and_cutouts(capsys, images, model_dir, tmp_path):
         "--prompt",
         "the cat",
         "--model",
-        model_dir,
+        tiny_model_dir,
         "--output-dir",
         out,
     ]
-    code, err = _run(capsys, *args, "--cutout")
+    code, err = run_cli(*args, "--cutout")
     assert code == 0, err
     assert [p.name for p in out.glob("*.png")] == ["cat_the-cat_cutout.png"]
     cutout = PIL.Image.open(out / "cat_the-cat_cutout.png")
     assert cutout.mode == "RGBA" and cutout.size == (44, 30)
-    assert _run(capsys, *args)[0] == 0  # the alpha next to it: the cut-out carries the same matte
+    assert run_cli(*args)[0] == 0  # the alpha next to it: the cut-out carries the same matte
     alpha = np.asarray(PIL.Image.open(out / "cat_the-cat_alpha.png"))
     np.testing.assert_array_equal(np.asarray(cutout)[..., 3], alpha)
 
 
-def test_refuses_to_overwrite_unless_asked(capsys, images, model_dir, tmp_path):
+def test_refuses_to_overwrite_unless_asked(run_cli, images, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
     args = [
         "predict",
@@ -116,17 +97,17 @@ def test_refuses_to_overwrite_unless_asked(capsys, images, model_dir, tmp_path):
         "--prompt",
         "the cat",
         "--model",
-        model_dir,
+        tiny_model_dir,
         "--output-dir",
         out,
     ]
-    assert _run(capsys, *args)[0] == 0
+    assert run_cli(*args)[0] == 0
     target = out / "cat_the-cat_alpha.png"
     target.write_bytes(b"keep me")
-    _assert_one_line_error(*_run(capsys, *args), "--overwrite")
-    _assert_one_line_error(*_run(capsys, *args), "--skip-existing")
+    _assert_one_line_error(*run_cli(*args), "--overwrite")
+    _assert_one_line_error(*run_cli(*args), "--skip-existing")
     assert target.read_bytes() == b"keep me"
-    assert _run(capsys, *args, "--overwrite")[0] == 0
+    assert run_cli(*args, "--overwrite")[0] == 0
     assert PIL.Image.open(target).size == (44, 30)
 
 
@@ -177,7 +158,7 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_exits_2_with_one_line(capsys, images, model_dir, case):
+def test_bad_input_exits_2_with_one_line(run_cli, images, tiny_model_dir, case):
     (images / "empty").mkdir()
     (images / "sub").mkdir()
     (images / "sub" / "cat.png").write_bytes((images / "cat.png").read_bytes())
@@ -187,8 +168,8 @@ def test_bad_input_exits_2_with_one_line(capsys, images, model_dir, case):
     argv, fragment = BAD_INPUTS[case]
     argv = [a.format(d=images) for a in argv]
     if "--model" not in argv:
-        argv += ["--model", str(model_dir)]
-    _assert_one_line_error(*_run(capsys, "predict", *argv), fragment)
+        argv += ["--model", str(tiny_model_dir)]
+    _assert_one_line_error(*run_cli("predict", *argv), fragment)
 
 
 def _exif_rotated_jpeg(path, stored=(128, 200), orientation=6):
@@ -201,14 +182,14 @@ def _exif_rotated_jpeg(path, stored=(128, 200), orientation=6):
     return path
 
 
-def _predict(capsys, inputs, out, model_dir, *extra, prompts=("the cat",)):
+def _predict(run_cli, inputs, out, model_dir, *extra, prompts=("the cat",)):
     prompt_args = [a for p in prompts for a in ("--prompt", p)]
-    return _run(capsys, "predict", *inputs, *prompt_args, "--model", model_dir, "--output-dir", out, *extra)
+    return run_cli("predict", *inputs, *prompt_args, "--model", model_dir, "--output-dir", out, *extra)
 
 
-def test_exif_orientation_is_applied(capsys, model_dir, tmp_path):
+def test_exif_orientation_is_applied(run_cli, tiny_model_dir, tmp_path):
     photo = _exif_rotated_jpeg(tmp_path / "phone.jpg")  # stored 200 wide x 128 high, displayed 128 x 200
-    code, err = _predict(capsys, [photo], tmp_path / "out", model_dir)
+    code, err = _predict(run_cli, [photo], tmp_path / "out", tiny_model_dir)
     assert code == 0, err
     alpha = PIL.Image.open(tmp_path / "out" / "phone_the-cat_alpha.png")
     assert alpha.size == (128, 200)  # lines up with the photo as it is shown
@@ -217,13 +198,13 @@ def test_exif_orientation_is_applied(capsys, model_dir, tmp_path):
     np.testing.assert_allclose(torch_image[0].permute(1, 2, 0).numpy() * 255, np.asarray(upright), atol=0.5)
 
 
-def test_cmyk_bilevel_and_gif_files_are_read_in_folders_and_alone(capsys, model_dir, tmp_path):
+def test_cmyk_bilevel_and_gif_files_are_read_in_folders_and_alone(run_cli, tiny_model_dir, tmp_path):
     folder = tmp_path / "mixed"
     folder.mkdir()
     PIL.Image.new("CMYK", (20, 12), (0, 255, 255, 0)).save(folder / "print.jpg")
     PIL.Image.new("1", (16, 16), 1).save(folder / "scan.png")
     PIL.Image.new("P", (10, 14)).save(folder / "anim.gif")
-    code, err = _predict(capsys, [folder], tmp_path / "out", model_dir)
+    code, err = _predict(run_cli, [folder], tmp_path / "out", tiny_model_dir)
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
         "anim_the-cat_alpha.png",
@@ -232,12 +213,12 @@ def test_cmyk_bilevel_and_gif_files_are_read_in_folders_and_alone(capsys, model_
     ]
     red = cli.read_image(folder / "print.jpg")[0, :, 6, 10]  # CMYK (0, 255, 255, 0) is red, not refused
     assert red[0] > 0.9 and red[1] < 0.1 and red[2] < 0.1
-    assert _predict(capsys, [folder / "anim.gif"], tmp_path / "one", model_dir)[0] == 0
+    assert _predict(run_cli, [folder / "anim.gif"], tmp_path / "one", tiny_model_dir)[0] == 0
 
 
-def test_a_decompression_bomb_gets_one_line_before_decoding(capsys, model_dir, tmp_path, recwarn):
+def test_a_decompression_bomb_gets_one_line_before_decoding(run_cli, tiny_model_dir, tmp_path, recwarn):
     PIL.Image.new("P", (10000, 10000)).save(tmp_path / "bomb.png")  # 12 KB, 100 megapixels
-    code, err = _predict(capsys, [tmp_path / "bomb.png"], tmp_path / "out", model_dir)
+    code, err = _predict(run_cli, [tmp_path / "bomb.png"], tmp_path / "out", tiny_model_dir)
     _assert_one_line_error(code, err, "10000x10000 (100.0 megapixels), above the limit of 50 megapixels")
     assert not [w for w in recwarn if issubclass(w.category, PIL.Image.DecompressionBombWarning)]
     assert not (tmp_path / "out").exists()
@@ -246,7 +227,7 @@ def test_a_decompression_bomb_gets_one_line_before_decoding(capsys, model_dir, t
     assert cli.DEFAULT_MAX_MEGAPIXELS == image_processor.DEFAULT_MAX_MEGAPIXELS  # the parser's copy agrees
 
 
-def test_output_folder_problems_are_found_before_the_model_loads(capsys, images, tmp_path, monkeypatch):
+def test_output_folder_problems_are_found_before_the_model_loads(run_cli, images, tmp_path, monkeypatch):
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
@@ -254,29 +235,29 @@ def test_output_folder_problems_are_found_before_the_model_loads(capsys, images,
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     for out, fragment in ((blocker, "is a file, not a folder"), (blocker / "sub", "cannot be created")):
-        code, err = _run(capsys, "predict", images / "cat.png", "--prompt", "a", "--output-dir", out)
+        code, err = run_cli("predict", images / "cat.png", "--prompt", "a", "--output-dir", out)
         _assert_one_line_error(code, err, fragment)
 
 
-def test_symlinks_in_the_output_folder_are_never_followed(capsys, images, model_dir, tmp_path):
+def test_symlinks_in_the_output_folder_are_never_followed(run_cli, images, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     outside = tmp_path / "outside.png"
     link = out / "cat_the-cat_alpha.png"
     link.symlink_to(outside)  # dangling: today's code would create outside.png
     for extra in ((), ("--overwrite",), ("--skip-existing",)):
-        code, err = _predict(capsys, [images / "cat.png"], out, model_dir, *extra)
+        code, err = _predict(run_cli, [images / "cat.png"], out, tiny_model_dir, *extra)
         _assert_one_line_error(code, err, "symbolic link")
         assert not outside.exists() and link.is_symlink()
     outside.write_bytes(b"someone else's file")
-    code, err = _predict(capsys, [images / "cat.png"], out, model_dir, "--overwrite")
+    code, err = _predict(run_cli, [images / "cat.png"], out, tiny_model_dir, "--overwrite")
     _assert_one_line_error(code, err, "symbolic link")
     assert outside.read_bytes() == b"someone else's file"
 
 
-def test_written_files_replace_atomically(capsys, images, model_dir, tmp_path, monkeypatch):
+def test_written_files_replace_atomically(run_cli, images, tiny_model_dir, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    assert _predict(capsys, [images / "cat.png"], out, model_dir)[0] == 0
+    assert _predict(run_cli, [images / "cat.png"], out, tiny_model_dir)[0] == 0
     target = out / "cat_the-cat_alpha.png"
     before = target.read_bytes()
 
@@ -286,16 +267,16 @@ def test_written_files_replace_atomically(capsys, images, model_dir, tmp_path, m
 
     monkeypatch.setattr(PIL.Image.Image, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        cli.main(["predict", str(images / "cat.png"), "--prompt", "the cat", "--model", str(model_dir),
+        cli.main(["predict", str(images / "cat.png"), "--prompt", "the cat", "--model", str(tiny_model_dir),
                   "--output-dir", str(out), "--overwrite"])  # fmt: skip
     assert target.read_bytes() == before  # the old file is whole, and no partial file stays
     assert sorted(p.name for p in out.iterdir()) == ["cat_the-cat_alpha.png", "diffusers-matte-outputs.json"]
 
 
-def test_skip_existing_continues_an_interrupted_batch(capsys, images, model_dir, tmp_path, monkeypatch):
+def test_skip_existing_continues_an_interrupted_batch(run_cli, images, tiny_model_dir, tmp_path, monkeypatch):
     out = tmp_path / "out"
     prompts = ("the cat", "a dog")
-    assert _predict(capsys, [images / "cat.png"], out, model_dir, prompts=prompts)[0] == 0
+    assert _predict(run_cli, [images / "cat.png"], out, tiny_model_dir, prompts=prompts)[0] == 0
     kept = out / "cat_the-cat_alpha.png"
     kept.write_bytes(b"kept")
     (out / "cat_a-dog_alpha.png").unlink()
@@ -307,31 +288,31 @@ def test_skip_existing_continues_an_interrupted_batch(capsys, images, model_dir,
         return original(self, image, prompt, **kwargs)
 
     monkeypatch.setattr(SoftGroundingMattingPipeline, "__call__", counting_call)
-    code, err = _predict(capsys, [images], out, model_dir, "--skip-existing", prompts=prompts)
+    code, err = _predict(run_cli, [images], out, tiny_model_dir, "--skip-existing", prompts=prompts)
     assert code == 0, err
     assert calls == [["a dog"], ["the cat", "a dog"]]  # only what is missing: one prompt of cat, all of dog
     assert kept.read_bytes() == b"kept"
     assert len(list(out.glob("*.png"))) == 4 and "kept 1 existing" in err
     calls.clear()
-    code, err = _predict(capsys, [images], out, model_dir, "--skip-existing", prompts=prompts)
+    code, err = _predict(run_cli, [images], out, tiny_model_dir, "--skip-existing", prompts=prompts)
     assert code == 0 and calls == [] and "nothing to do" in err
 
 
-def test_outputs_in_the_input_folder_are_not_read_back(capsys, images, model_dir):
-    args = [images, "--prompt", "the cat", "--model", model_dir, "--output-dir", images]
-    assert _run(capsys, "predict", *args)[0] == 0
-    code, err = _run(capsys, "predict", *args, "--skip-existing")
+def test_outputs_in_the_input_folder_are_not_read_back(run_cli, images, tiny_model_dir):
+    args = [images, "--prompt", "the cat", "--model", tiny_model_dir, "--output-dir", images]
+    assert run_cli("predict", *args)[0] == 0
+    code, err = run_cli("predict", *args, "--skip-existing")
     assert code == 0, err
     assert "nothing to do" in err
     assert sorted(p.name for p in images.glob("*_alpha.png")) == ["cat_the-cat_alpha.png", "dog_the-cat_alpha.png"]
     assert [p.name for p in cli.expand_inputs([str(images)])] == ["cat.png", "dog.jpg"]
 
 
-def test_any_prompts_get_unique_readable_file_names(capsys, images, model_dir, tmp_path):
+def test_any_prompts_get_unique_readable_file_names(run_cli, images, tiny_model_dir, tmp_path):
     shared = "the small brown dog sitting on the left of the sofa"  # longer than the 40-character names
     prompts = (f"{shared}, awake", f"{shared}, asleep", "一只猫", "一只狗", "la niña", "a dog", "A dog!")
     out = tmp_path / "out"
-    code, err = _predict(capsys, [images / "cat.png"], out, model_dir, prompts=prompts)
+    code, err = _predict(run_cli, [images / "cat.png"], out, tiny_model_dir, prompts=prompts)
     assert code == 0, err
     manifest = json.loads((out / "diffusers-matte-outputs.json").read_text(encoding="utf-8"))
     names = manifest["prompts"]
@@ -344,7 +325,7 @@ def test_any_prompts_get_unique_readable_file_names(capsys, images, model_dir, t
         assert file.is_file() and manifest["outputs"][file.name]["prompt"] == prompt
     assert "file names:" in err and "A dog!" in err
     # a second run keeps the names the folder gave, whatever other prompts come with them
-    code, err = _predict(capsys, [images / "cat.png"], out, model_dir, "--skip-existing", prompts=("A dog!",))
+    code, err = _predict(run_cli, [images / "cat.png"], out, tiny_model_dir, "--skip-existing", prompts=("A dog!",))
     assert code == 0 and "nothing to do" in err
 
 
@@ -360,11 +341,11 @@ def test_help_is_fast_and_version_works():
     assert version.returncode == 0 and version.stdout.strip() == f"diffusers-matte {diffusers_matte.__version__}"
 
 
-def test_unknown_subcommand(capsys):
-    _assert_one_line_error(*_run(capsys, "transmogrify"), "invalid choice")
+def test_unknown_subcommand(run_cli):
+    _assert_one_line_error(*run_cli("transmogrify"), "invalid choice")
 
 
-def test_default_model_is_the_shipped_demo_checkpoint(capsys, images, model_dir, tmp_path, monkeypatch):
+def test_default_model_is_the_shipped_demo_checkpoint(run_cli, images, tiny_model_dir, tmp_path, monkeypatch):
     args = [
         "predict",
         images / "cat.png",
@@ -374,9 +355,9 @@ def test_default_model_is_the_shipped_demo_checkpoint(capsys, images, model_dir,
         tmp_path / "out",
     ]
     monkeypatch.setattr(cli.common, "DEMO_MODEL_DIR", tmp_path / "no_demo_here")
-    _assert_one_line_error(*_run(capsys, *args), "no demonstration checkpoint")
-    monkeypatch.setattr(cli.common, "DEMO_MODEL_DIR", Path(model_dir))
-    code, err = _run(capsys, *args)
+    _assert_one_line_error(*run_cli(*args), "no demonstration checkpoint")
+    monkeypatch.setattr(cli.common, "DEMO_MODEL_DIR", Path(tiny_model_dir))
+    code, err = run_cli(*args)
     assert code == 0, err
     assert [line for line in err.splitlines() if "demonstration model" in line] == [
         "diffusers-matte: using the built-in demonstration model (small, trained on synthetic scenes only); pass "
@@ -416,7 +397,7 @@ def test_console_script_reports_bad_input_without_traceback(tmp_path):
     assert result.stderr.strip() == f"diffusers-matte predict: error: no such file or folder: '{missing}'"
 
 
-def test_evaluate_subcommand_scores_a_baseline(capsys, tmp_path):
+def test_evaluate_subcommand_scores_a_baseline(run_cli, tmp_path):
     args = [
         "evaluate",
         "--baseline",
@@ -427,14 +408,14 @@ def test_evaluate_subcommand_scores_a_baseline(capsys, tmp_path):
         "2",
     ]
     args += ["--synthetic-image-size", "64", "--output-dir", tmp_path / "eval"]
-    code, err = _run(capsys, *args)
+    code, err = run_cli(*args)
     assert code == 0, err
     assert (tmp_path / "eval" / "metrics.json").is_file()
     assert (tmp_path / "eval" / "results.md").is_file()
-    _assert_one_line_error(*_run(capsys, "evaluate", "--protocol", "synthetic"), "--output-dir")
+    _assert_one_line_error(*run_cli("evaluate", "--protocol", "synthetic"), "--output-dir")
 
 
-def test_readme_main_command_runs_with_the_shipped_demo_model(capsys, tmp_path):
+def test_readme_main_command_runs_with_the_shipped_demo_model(run_cli, tmp_path):
     """The README's main command, on the shipped example image, with the shipped demonstration model."""
     repo = Path(__file__).resolve().parents[1]
     readme = (repo / "README.md").read_text()
@@ -443,7 +424,7 @@ def test_readme_main_command_runs_with_the_shipped_demo_model(capsys, tmp_path):
     args[0] = str(repo / args[0])
     prompt = command.split('"')[1]
     args = [args[0], "--prompt", prompt, "--output-dir", str(tmp_path)]
-    code, err = _run(capsys, "predict", *args)
+    code, err = run_cli("predict", *args)
     assert code == 0, err
     (written,) = tmp_path.glob("*_alpha.png")
     alpha = np.asarray(PIL.Image.open(written))

@@ -18,29 +18,12 @@ import pytest
 
 from diffusers_matte import cli
 from diffusers_matte import demo as demo_lib
-from diffusers_matte.pipelines import SoftGroundingMattingPipeline
 from diffusers_matte.pipelines.soft_grounding.image_processor import load_image
-from diffusers_matte.testing import get_dummy_components
 
 gr = pytest.importorskip("gradio", reason='the demo needs Gradio: pip install "diffusers-matte[demo]"')
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 PROMPTS = "the cat on the left\na glass of water"
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    # A small default processing resolution keeps the tiny models fast.
-    pipe = SoftGroundingMattingPipeline(**get_dummy_components(), default_processing_resolution=32)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, pipe):
-    path = tmp_path_factory.mktemp("model")
-    pipe.save_pretrained(path)
-    return path
 
 
 @pytest.fixture
@@ -117,10 +100,10 @@ def test_parse_prompts_takes_one_prompt_per_line():
 # Outputs ---------------------------------------------------------------------------------------------------------
 
 
-def test_matter_gives_the_pipelines_outputs_for_every_prompt(pipe, image_file):
-    results = demo_lib.DemoMatter(pipe).matte(str(image_file), PROMPTS)
+def test_matter_gives_the_pipelines_outputs_for_every_prompt(tiny_pipe, image_file):
+    results = demo_lib.DemoMatter(tiny_pipe).matte(str(image_file), PROMPTS)
     image = load_image(PIL.Image.open(image_file))
-    direct = pipe(image, PROMPTS.splitlines(), output_type="pil")
+    direct = tiny_pipe(image, PROMPTS.splitlines(), output_type="pil")
     assert [r.prompt for r in results] == PROMPTS.splitlines()
     for k, result in enumerate(results):
         for field in ("alpha", "coarse_alpha", "transparency"):
@@ -138,8 +121,8 @@ def test_over_checkerboard_shows_the_board_through_transparent_pixels():
     assert (shown[:, 8:] == (255, 0, 0)).all()
 
 
-def test_handler_fills_the_galleries_and_writes_named_pngs(pipe, image_file, tmp_path):
-    matter = demo_lib.DemoMatter(pipe, output_dir=tmp_path / "out")
+def test_handler_fills_the_galleries_and_writes_named_pngs(tiny_pipe, image_file, tmp_path):
+    matter = demo_lib.DemoMatter(tiny_pipe, output_dir=tmp_path / "out")
     alpha, preview, coarse, transparency, files = matter(str(image_file), PROMPTS)
     for gallery in (alpha, preview, coarse, transparency):
         assert [caption for _, caption in gallery] == PROMPTS.splitlines()
@@ -153,16 +136,16 @@ def test_handler_fills_the_galleries_and_writes_named_pngs(pipe, image_file, tmp
     assert PIL.Image.open(files[1]).mode == "RGBA"
 
 
-def test_handler_shows_refused_inputs_as_messages(pipe, image_file, tmp_path):
-    matter = demo_lib.DemoMatter(pipe, max_megapixels=0.001, output_dir=tmp_path)
+def test_handler_shows_refused_inputs_as_messages(tiny_pipe, image_file, tmp_path):
+    matter = demo_lib.DemoMatter(tiny_pipe, max_megapixels=0.001, output_dir=tmp_path)
     with pytest.raises(gr.Error, match="above this demo's limit of 0.001 megapixels"):
         matter(str(image_file), PROMPTS)
     with pytest.raises(gr.Error, match="one prompt per line"):
         matter(str(image_file), "")
 
 
-def test_only_the_last_requests_files_are_kept(pipe, image_file, tmp_path):
-    matter = demo_lib.DemoMatter(pipe, output_dir=tmp_path / "out")
+def test_only_the_last_requests_files_are_kept(tiny_pipe, image_file, tmp_path):
+    matter = demo_lib.DemoMatter(tiny_pipe, output_dir=tmp_path / "out")
     results = matter.matte(str(image_file), "the cat")
     first = matter.save(results, "cat.png")
     for _ in range(demo_lib.KEPT_REQUESTS):
@@ -171,8 +154,8 @@ def test_only_the_last_requests_files_are_kept(pipe, image_file, tmp_path):
     assert len(list((tmp_path / "out").iterdir())) == demo_lib.KEPT_REQUESTS
 
 
-def test_prompts_that_share_a_file_name_get_distinct_files(pipe, image_file, tmp_path):
-    matter = demo_lib.DemoMatter(pipe, output_dir=tmp_path)
+def test_prompts_that_share_a_file_name_get_distinct_files(tiny_pipe, image_file, tmp_path):
+    matter = demo_lib.DemoMatter(tiny_pipe, output_dir=tmp_path)
     files = matter.save(matter.matte(str(image_file), "the cat!\nthe cat?"), "cat.png")
     assert len({f.name for f in files}) == 4
 
@@ -189,15 +172,15 @@ def test_repository_examples_are_the_gallerys_images_and_prompts():
     assert demo_lib.load_examples(None) == [] and demo_lib.load_examples("missing.json") == []
 
 
-def test_create_demo_queues_requests_one_at_a_time(pipe):
-    app = demo_lib.create_demo(pipe, examples=None)
+def test_create_demo_queues_requests_one_at_a_time(tiny_pipe):
+    app = demo_lib.create_demo(tiny_pipe, examples=None)
     assert isinstance(app, gr.Blocks)
     matting = [fn for fn in app.fns.values() if isinstance(fn.fn, demo_lib.DemoMatter)]
     # Two events (the button, Shift+Enter in the prompts), both on one queue slot.
     assert len(matting) == 2 and all(fn.concurrency_limit == 1 and fn.concurrency_id == "pipe" for fn in matting)
 
 
-def test_requests_run_one_at_a_time_and_the_api_answers(pipe, image_file, monkeypatch):
+def test_requests_run_one_at_a_time_and_the_api_answers(tiny_pipe, image_file, monkeypatch):
     from gradio_client import Client, handle_file
 
     running, peak, lock = [0], [0], threading.Lock()
@@ -215,7 +198,7 @@ def test_requests_run_one_at_a_time_and_the_api_answers(pipe, image_file, monkey
                 running[0] -= 1
 
     monkeypatch.setattr(demo_lib.DemoMatter, "matte", slow_matte)
-    app = demo_lib.create_demo(pipe, examples=None)
+    app = demo_lib.create_demo(tiny_pipe, examples=None)
     try:
         demo_lib.launch_demo(app, port=free_port(), prevent_thread_lock=True, quiet=True)
         client = Client(app.local_url, verbose=False)
@@ -229,8 +212,8 @@ def test_requests_run_one_at_a_time_and_the_api_answers(pipe, image_file, monkey
     assert [Path(f).name for f in files][0] == "cat_the-cat-on-the-left_alpha.png"
 
 
-def test_launched_demo_listens_on_localhost_only(pipe):
-    app = demo_lib.create_demo(pipe, examples=None)
+def test_launched_demo_listens_on_localhost_only(tiny_pipe):
+    app = demo_lib.create_demo(tiny_pipe, examples=None)
     port = free_port()
     try:
         demo_lib.launch_demo(app, port=port, prevent_thread_lock=True, quiet=True)
@@ -256,18 +239,18 @@ def test_demo_help_does_not_import_gradio():
     assert result.stdout.strip().endswith("gradio imported: False")
 
 
-def test_demo_command_loads_the_model_once_and_binds_localhost_by_default(monkeypatch, model_dir):
+def test_demo_command_loads_the_model_once_and_binds_localhost_by_default(monkeypatch, tiny_model_dir):
     calls = []
     monkeypatch.setattr(demo_lib, "launch_demo", lambda app, **kwargs: calls.append((app, kwargs)))
-    assert cli.main(["demo", "--model", str(model_dir), "--no-examples", "--max-megapixels", "2"]) == 0
+    assert cli.main(["demo", "--model", str(tiny_model_dir), "--no-examples", "--max-megapixels", "2"]) == 0
     ((app, kwargs),) = calls
     assert isinstance(app, gr.Blocks)
     assert kwargs["host"] == "127.0.0.1" and kwargs["port"] == 7860 and kwargs["share"] is False
 
 
-def test_demo_command_notes_a_non_local_host(monkeypatch, model_dir, capsys):
+def test_demo_command_notes_a_non_local_host(monkeypatch, tiny_model_dir, capsys):
     monkeypatch.setattr(demo_lib, "launch_demo", lambda app, **kwargs: None)
-    assert cli.main(["demo", "--model", str(model_dir), "--host", "0.0.0.0", "--port", "8000"]) == 0
+    assert cli.main(["demo", "--model", str(tiny_model_dir), "--host", "0.0.0.0", "--port", "8000"]) == 0
     assert "other machines can reach the demo" in capsys.readouterr().err
 
 
@@ -288,10 +271,10 @@ def test_demo_command_refuses_bad_options_in_one_line(capsys, argv, fragment):
     assert time.time() - start < 60
 
 
-def test_app_py_builds_the_demo_from_the_environment(monkeypatch, model_dir):
+def test_app_py_builds_the_demo_from_the_environment(monkeypatch, tiny_model_dir):
     import runpy
 
-    monkeypatch.setenv("DIFFUSERS_MATTE_MODEL", str(model_dir))
+    monkeypatch.setenv("DIFFUSERS_MATTE_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("DIFFUSERS_MATTE_DEVICE", "cpu")
     namespace = runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / "app.py"))
     assert isinstance(namespace["demo"], gr.Blocks)

@@ -9,30 +9,12 @@ import PIL.Image
 import pytest
 import torch
 
-from diffusers_matte import cli
 from diffusers_matte.data.synthetic_video import _POSITION_WORDS, _bounce, make_clip, write_clip
-from diffusers_matte.pipelines import SoftGroundingMattingPipeline
 from diffusers_matte.pipelines.soft_grounding.image_processor import load_image
-from diffusers_matte.testing import get_dummy_components
 
 av = pytest.importorskip("av", reason='video matting needs PyAV: pip install "diffusers-matte[video]"')
 
 from diffusers_matte import video  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    # A small default processing resolution keeps the tiny models fast.
-    pipe = SoftGroundingMattingPipeline(**get_dummy_components(), default_processing_resolution=32)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, pipe):
-    path = tmp_path_factory.mktemp("model")
-    pipe.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +24,6 @@ def short_clip(tmp_path_factory):
     clip = make_clip(seed=1, seconds=0.5, fps=12, size=48)
     write_clip(clip, folder / "clip.mkv", folder / "clip_alpha.mkv")
     return clip, folder / "clip.mkv", folder / "clip_alpha.mkv"
-
-
-def _run(capsys, *argv):
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, capsys.readouterr().err
 
 
 # The synthetic clips ---------------------------------------------------------------------------------------------
@@ -91,27 +65,27 @@ def test_written_clip_reads_back_exactly(short_clip):
 # Frame matting and smoothing -------------------------------------------------------------------------------------
 
 
-def test_frame_matter_gives_the_pipelines_alphas_with_prompts_encoded_once(pipe, monkeypatch):
+def test_frame_matter_gives_the_pipelines_alphas_with_prompts_encoded_once(tiny_pipe, monkeypatch):
     calls = []
-    encode = pipe.encode_prompt
-    monkeypatch.setattr(pipe, "encode_prompt", lambda *a, **k: calls.append(a) or encode(*a, **k))
+    encode = tiny_pipe.encode_prompt
+    monkeypatch.setattr(tiny_pipe, "encode_prompt", lambda *a, **k: calls.append(a) or encode(*a, **k))
     prompts = ["the cat on the left", "a glass of water"]
-    matter = video.FrameMatter(pipe, prompts)
+    matter = video.FrameMatter(tiny_pipe, prompts)
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (40, 56, 3), dtype=np.uint8) for _ in range(3)]
     for frame in frames:
         alphas = matter(frame)
-        expected = pipe(load_image(frame), prompts, output_type="pt").alpha
+        expected = tiny_pipe(load_image(frame), prompts, output_type="pt").alpha
         assert len(alphas) == 2 and alphas[0].shape == (1, 1, 40, 56)
         torch.testing.assert_close(torch.cat(alphas), expected, atol=1e-5, rtol=0)  # batched prompts
     assert len(calls) == 1 + len(frames)  # once for the matter, once per direct pipeline call
 
 
-def test_frame_matter_refuses_what_the_pipeline_refuses(pipe):
+def test_frame_matter_refuses_what_the_pipeline_refuses(tiny_pipe):
     with pytest.raises(ValueError, match="empty prompt"):
-        video.FrameMatter(pipe, ["the cat", " "])
+        video.FrameMatter(tiny_pipe, ["the cat", " "])
     with pytest.raises(ValueError, match="processing_resolution"):
-        video.FrameMatter(pipe, ["the cat"], processing_resolution=-1)
+        video.FrameMatter(tiny_pipe, ["the cat"], processing_resolution=-1)
 
 
 def test_smoother_averages_still_pixels_and_follows_moving_ones():
@@ -144,7 +118,7 @@ def test_smoother_options_are_checked():
             video.TemporalSmoother(**kwargs)
 
 
-def test_matte_frames_streams_one_frame_at_a_time(pipe):
+def test_matte_frames_streams_one_frame_at_a_time(tiny_pipe):
     pulled = []
 
     def frames():
@@ -152,7 +126,7 @@ def test_matte_frames_streams_one_frame_at_a_time(pipe):
             pulled.append(k)
             yield np.full((20, 24, 3), 40 * k, np.uint8)
 
-    stream = video.matte_frames(video.FrameMatter(pipe, ["the cat"]), frames(), video.TemporalSmoother())
+    stream = video.matte_frames(video.FrameMatter(tiny_pipe, ["the cat"]), frames(), video.TemporalSmoother())
     for done, (image, alphas) in enumerate(stream, start=1):
         assert len(pulled) == done  # the next frame is decoded only when the next result is asked for
         assert image.shape == (1, 3, 20, 24) and alphas[0].shape == (1, 1, 20, 24)
@@ -188,10 +162,10 @@ def test_metrics_score_error_and_flicker():
 # The command -----------------------------------------------------------------------------------------------------
 
 
-def test_video_command_writes_alpha_and_cutout_videos(capsys, model_dir, pipe, short_clip, tmp_path):
+def test_video_command_writes_alpha_and_cutout_videos(run_cli, tiny_model_dir, tiny_pipe, short_clip, tmp_path):
     clip, path, _ = short_clip
-    code, err = _run(
-        capsys, "video", path, "--prompt", "the cat", "--model", model_dir, "--output-dir", tmp_path, "--cutout"
+    code, err = run_cli(
+        "video", path, "--prompt", "the cat", "--model", tiny_model_dir, "--output-dir", tmp_path, "--cutout"
     )
     assert code == 0, err
     assert "matted 6 frame(s) at 12 frames/s of video" in err and "frames/s of matting" in err
@@ -200,17 +174,17 @@ def test_video_command_writes_alpha_and_cutout_videos(capsys, model_dir, pipe, s
     alphas = [a[..., 0] for a in video.iter_frames(alpha_path, "gray")]
     assert len(alphas) == clip.num_frames
     for frame, alpha in zip(clip.frames(), alphas):  # lossless: the pipeline's own 8-bit alphas
-        expected = pipe(load_image(frame.image), "the cat", output_type="pil").alpha[0]
+        expected = tiny_pipe(load_image(frame.image), "the cat", output_type="pil").alpha[0]
         assert np.abs(alpha.astype(int) - np.asarray(expected).astype(int)).max() <= 1
     cutouts = list(video.iter_frames(cutout_path, "rgba", decoder="libvpx-vp9"))
     assert len(cutouts) == clip.num_frames and cutouts[0].shape == (48, 48, 4)
     assert np.abs(cutouts[0][..., 3].astype(int) - alphas[0].astype(int)).mean() < 3  # VP9 alpha, lossy
 
 
-def test_video_command_png_sequence_and_smoothing(capsys, model_dir, short_clip, tmp_path):
+def test_video_command_png_sequence_and_smoothing(run_cli, tiny_model_dir, short_clip, tmp_path):
     clip, path, _ = short_clip
-    argv = ["video", path, "--prompt", "the cat", "--model", model_dir, "--output-dir", tmp_path, "--png"]
-    code, err = _run(capsys, *argv, "--temporal-smoothing", "--no-progress")
+    argv = ["video", path, "--prompt", "the cat", "--model", tiny_model_dir, "--output-dir", tmp_path, "--png"]
+    code, err = run_cli(*argv, "--temporal-smoothing", "--no-progress")
     assert code == 0, err
     folder = tmp_path / "clip_the-cat_cutout"
     names = sorted(p.name for p in folder.iterdir())
@@ -219,9 +193,9 @@ def test_video_command_png_sequence_and_smoothing(capsys, model_dir, short_clip,
     last = PIL.Image.open(folder / names[-1])
     assert last.mode == "RGBA" and np.array_equal(np.asarray(last)[..., 3], alphas[-1])
     # A second run is refused unless told to overwrite.
-    code, err = _run(capsys, *argv)
+    code, err = run_cli(*argv)
     assert code == 2 and "already exist" in err and "--overwrite" in err
-    code, err = _run(capsys, *argv, "--overwrite", "--no-progress")
+    code, err = run_cli(*argv, "--overwrite", "--no-progress")
     assert code == 0, err
 
 
@@ -245,11 +219,11 @@ def _write_video_with_audio(path, frames=4, fps=10):
                 container.mux(packet)
 
 
-def test_video_command_notes_that_audio_is_dropped(capsys, model_dir, tmp_path):
+def test_video_command_notes_that_audio_is_dropped(run_cli, tiny_model_dir, tmp_path):
     path = tmp_path / "talk.mp4"
     _write_video_with_audio(path)
     out = tmp_path / "out"
-    code, err = _run(capsys, "video", path, "--prompt", "the cat", "--model", model_dir, "--output-dir", out)
+    code, err = run_cli("video", path, "--prompt", "the cat", "--model", tiny_model_dir, "--output-dir", out)
     assert code == 0, err
     assert "note: the input's audio is not copied" in err
     with av.open(str(out / "talk_the-cat_alpha.webm")) as container:
@@ -267,11 +241,11 @@ def test_video_command_notes_that_audio_is_dropped(capsys, model_dir, tmp_path):
         (["{clip}", "--prompt", "a cat", "--prompt", "a-cat"], "same file name"),
     ],
 )
-def test_video_command_refuses_bad_input_in_one_line(capsys, short_clip, tmp_path, argv, fragment):
+def test_video_command_refuses_bad_input_in_one_line(run_cli, short_clip, tmp_path, argv, fragment):
     notes = tmp_path / "notes.mp4"
     notes.write_text("not a video")
     argv = [a.format(notes=notes, clip=short_clip[1]) for a in argv]
-    code, err = _run(capsys, "video", *argv, "--output-dir", tmp_path / "out")
+    code, err = run_cli("video", *argv, "--output-dir", tmp_path / "out")
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and fragment in err, err
 
@@ -282,7 +256,7 @@ def _rss_mib() -> float:
 
 
 @pytest.mark.slow
-def test_ten_second_clip_end_to_end_with_bounded_memory(pipe, tmp_path):
+def test_ten_second_clip_end_to_end_with_bounded_memory(tiny_pipe, tmp_path):
     clip = make_clip(seed=0, seconds=10.0, fps=24, size=256)
     write_clip(clip, tmp_path / "clip.mkv", tmp_path / "clip_alpha.mkv")
     ground_truth = video.iter_frames(tmp_path / "clip_alpha.mkv", "gray")
@@ -294,7 +268,7 @@ def test_ten_second_clip_end_to_end_with_bounded_memory(pipe, tmp_path):
             memory[index] = _rss_mib()
 
     result = video.matte_video(
-        pipe,
+        tiny_pipe,
         tmp_path / "clip.mkv",
         [clip.prompt],
         tmp_path / "out",

@@ -8,7 +8,10 @@ with exit code 2 and one line on stderr, never a traceback.
 
 Each subcommand is a module of this package named in `COMMANDS`, with a `register(subparsers)` function that adds
 its parser and sets `run=<function(args) -> int>` as a default; it raises `UsageError` for bad input and imports
-heavy libraries inside its functions, so that `--help` stays fast. `subcommand` registers one more from outside.
+heavy libraries inside its functions, so that `--help` stays fast. A command that runs a model takes the shared
+options (`add_device_arguments`: `--device`, `--dtype`; `add_model_loading_arguments`: `--trust-remote-code`,
+`--allow-pickle`) and hands them to `resolve_device_and_dtype` and `load_pipeline`. `subcommand` registers one more
+from outside.
 """
 
 import argparse
@@ -22,6 +25,8 @@ from .common import (
     EXIT_USAGE,
     Parser,
     UsageError,
+    add_device_arguments,
+    add_model_loading_arguments,
     check_max_megapixels,
     check_output_dir,
     check_writable_target,
@@ -38,6 +43,8 @@ __all__ = [
     "DEMO_MODEL_DIR",
     "EXIT_USAGE",
     "UsageError",
+    "add_device_arguments",
+    "add_model_loading_arguments",
     "build_parser",
     "check_max_megapixels",
     "check_output_dir",

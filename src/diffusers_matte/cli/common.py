@@ -32,18 +32,51 @@ class UsageError(Exception):
     """Bad input from the user: reported as one line, exit code 2."""
 
 
-def add_device_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--device` and `--dtype`, as every command that runs the model takes them (see `resolve_device_and_dtype`)."""
+def add_device_arguments(parser: argparse.ArgumentParser, per_process: bool = False) -> None:
+    """`--device` and `--dtype`, as every command that runs the model takes them (see `resolve_device_and_dtype`).
+
+    Args:
+        per_process: the command runs one process per device under `accelerate launch` (it passes `--device`
+            through `distributed.process_device`, which picks each process's own), and the help says so.
+    """
+    launched = "; under accelerate launch, each process's own" if per_process else ""
     parser.add_argument(
         "--device",
         default=None,
-        help="torch device (default: cuda, then mps, then cpu)",
+        help=f"torch device (default: cuda, then mps, then cpu{launched})",
     )
     parser.add_argument(
         "--dtype",
         default=None,
         choices=("float32", "float16", "bfloat16"),
         help="model precision (default: float16 on cuda, float32 elsewhere)",
+    )
+
+
+def option_spellings(name: str, underscored: bool) -> list[str]:
+    """`--max-samples` -> `["--max-samples", "--max_samples"]` when `underscored` (the training scripts'
+    spelling; argparse stores both under `max_samples`), else `["--max-samples"]`."""
+    if not underscored:
+        return [name]
+    return list(dict.fromkeys((name, "--" + name[2:].replace("-", "_"))))
+
+
+def add_model_loading_arguments(parser: argparse.ArgumentParser, underscored: bool = False) -> None:
+    """`--trust-remote-code` and `--allow-pickle`, as every command that loads a model takes them (both off by
+    default; the command passes them to `load_pipeline`, which says what each allows).
+
+    Args:
+        underscored: also accept `--trust_remote_code` and `--allow_pickle` (see `option_spellings`).
+    """
+    parser.add_argument(
+        *option_spellings("--trust-remote-code", underscored),
+        action="store_true",
+        help="run code the model folder carries that is not diffusers-matte's own (read it first)",
+    )
+    parser.add_argument(
+        *option_spellings("--allow-pickle", underscored),
+        action="store_true",
+        help="load .bin (pickle) weights when a model has no .safetensors; unpickling can run code",
     )
 
 
@@ -212,6 +245,11 @@ def read_image(path: Path, max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS
 
 
 def resolve_device_and_dtype(device: str | None, dtype: str | None):
+    """`--device` and `--dtype` as given (None: not given) -> `(torch.device, torch.dtype)`.
+
+    The device defaults to cuda, then mps, then cpu, whichever torch sees first; the precision to float16 on cuda
+    and float32 elsewhere. A device torch does not know, or cuda where torch sees none, is a `UsageError`.
+    """
     import torch
 
     if device is None:

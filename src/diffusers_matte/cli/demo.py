@@ -5,7 +5,13 @@ import ipaddress
 import sys
 from pathlib import Path
 
-from .common import UsageError, add_device_arguments, load_pipeline, resolve_device_and_dtype
+from .common import (
+    UsageError,
+    add_device_arguments,
+    add_model_loading_arguments,
+    load_pipeline,
+    resolve_device_and_dtype,
+)
 
 
 def register(subparsers) -> None:
@@ -20,7 +26,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help="pipeline folder or Hub id (default: the demonstration checkpoint)",
+        help="pipeline folder or Hub id (default: the built-in demonstration model)",
     )
     parser.add_argument(
         "--host",
@@ -51,6 +57,7 @@ def register(subparsers) -> None:
         help="gallery spec of example images and prompts (default: the repository's examples/gallery.json)",
     )
     parser.add_argument("--no-examples", action="store_true", help="show no examples")
+    add_model_loading_arguments(parser)
     add_device_arguments(parser)
     parser.set_defaults(run=run_demo)
 
@@ -83,7 +90,7 @@ def run_demo(args) -> int:
     if args.examples is not None and not args.no_examples and not Path(args.examples).is_file():
         raise UsageError(f"no such examples file: {args.examples!r}")
     device, dtype = resolve_device_and_dtype(args.device, args.dtype)
-    pipe = load_pipeline(args.model, device, dtype)
+    pipe = load_pipeline(args.model, device, dtype, args.trust_remote_code, args.allow_pickle)
     app = demo_lib.create_demo(
         pipe,
         examples=examples,

@@ -25,7 +25,14 @@ from ..evaluation import (
     pipeline_predictor,
 )
 from ..metrics import VARIANTS
-from .common import UsageError, load_pipeline, resolve_device_and_dtype
+from .common import (
+    UsageError,
+    add_device_arguments,
+    add_model_loading_arguments,
+    load_pipeline,
+    option_spellings,
+    resolve_device_and_dtype,
+)
 
 
 def register(subparsers) -> None:
@@ -38,12 +45,11 @@ def register(subparsers) -> None:
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Adds the evaluation options to ``parser`` (each with a dashed and an underscored spelling)."""
+    """Adds the evaluation options to ``parser``, each with a dashed and an underscored spelling
+    (``--max-samples`` and ``--max_samples``, the training scripts' spelling; see ``option_spellings``)."""
 
     def add(name: str, **kwargs) -> None:
-        # --max-samples and --max_samples (the training scripts' spelling); dest is max_samples either way.
-        underscored = "--" + name[2:].replace("-", "_")
-        parser.add_argument(*dict.fromkeys((name, underscored)), **kwargs)
+        parser.add_argument(*option_spellings(name, underscored=True), **kwargs)
 
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--model", help="pipeline folder or Hub id of the checkpoint to evaluate")
@@ -86,17 +92,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         help="score only the first N (instance, text) pairs",
     )
     add("--batch-size", type=int, default=1, help="(image, text) pairs per model call")
-    add(
-        "--device",
-        default=None,
-        help="torch device (default: cuda, then mps, then cpu; under accelerate launch, each process's own)",
-    )
-    add(
-        "--dtype",
-        default=None,
-        choices=("float32", "float16", "bfloat16"),
-        help="model precision (default: float16 on cuda, float32 elsewhere)",
-    )
+    add_device_arguments(parser, per_process=True)
+    add_model_loading_arguments(parser, underscored=True)
     add(
         "--resolution",
         type=int,
@@ -107,7 +104,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         "--processing-resolution",
         type=int,
         default=None,
-        help="longest edge the pipeline processes at (default: the pipeline's own)",
+        help="longest edge the models see (default: the model's own)",
     )
     add(
         "--text-type-names",
@@ -180,7 +177,7 @@ def _predictor_from_args(
             {"model": f"baseline:{args.baseline}"},
         )
     device, torch_dtype = resolve_device_and_dtype(process_device(args.device), args.dtype)
-    pipeline = load_pipeline(args.model, device, torch_dtype)
+    pipeline = load_pipeline(args.model, device, torch_dtype, args.trust_remote_code, args.allow_pickle)
     predict = pipeline_predictor(pipeline, args.processing_resolution)
     info: Dict[str, Any] = {"model": args.model}
     if os.path.isdir(args.model):

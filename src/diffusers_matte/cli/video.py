@@ -5,7 +5,13 @@
 import sys
 from pathlib import Path
 
-from .common import UsageError, add_device_arguments, load_pipeline, resolve_device_and_dtype
+from .common import (
+    UsageError,
+    add_device_arguments,
+    add_model_loading_arguments,
+    load_pipeline,
+    resolve_device_and_dtype,
+)
 
 DEFAULT_SMOOTHING = 0.6  # `diffusers_matte.video.DEFAULT_SMOOTHING`, repeated so that --help imports no torch
 
@@ -35,7 +41,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help="pipeline folder or Hub id (default: the demonstration checkpoint)",
+        help="pipeline folder or Hub id (default: the built-in demonstration model)",
     )
     parser.add_argument("--cutout", action="store_true", help="also write the RGBA cut-out")
     parser.add_argument(
@@ -61,6 +67,7 @@ def register(subparsers) -> None:
         help="longest edge the models see (default: the model's own)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_loading_arguments(parser)
     add_device_arguments(parser)
     parser.set_defaults(run=run_video)
 
@@ -94,7 +101,7 @@ def run_video(args) -> int:
             f"{len(existing)} output(s) already exist, e.g. {str(existing[0])!r}; pass --overwrite to replace"
         )
     device, dtype = resolve_device_and_dtype(args.device, args.dtype)
-    pipe = load_pipeline(args.model, device, dtype)
+    pipe = load_pipeline(args.model, device, dtype, args.trust_remote_code, args.allow_pickle)
 
     if info.has_audio:
         print(
