@@ -44,23 +44,32 @@ def _parts(alphas: list[np.ndarray], k: int) -> tuple[np.ndarray, ...]:
     return referred, others, ~referred & ~others
 
 
-def probe(rows, predict: Callable[[object, list[str]], dict[str, list[np.ndarray]]]) -> dict[str, dict[str, float]]:
+def probe(
+    rows, predict: Callable[[object, list[str]], dict[str, list[np.ndarray]]], by_expression: bool = False
+) -> dict:
     """Mean of each output of `predict(image, prompts)` (`{output: one native-size map per prompt}`, so a model
     runs once for all its outputs) over the referred instance, the other instances and the background, and its SAD
     (/ 1000) against the referred alpha, averaged over every (instance, expression) pair.
-    Returns `{output: {part: mean}}`, parts `PARTS` and `"sad"`."""
-    sums: dict[str, dict[str, list[float]]] = {}
+    Returns `{output: {part: mean}}`, parts `PARTS` and `"sad"`; with `by_expression`,
+    `{output: {expression index: {part: mean}}}` (the index of the text in each row's `texts`: its kind, for the
+    synthetic set's keyword / basic / absolute / relative)."""
+    sums: dict = {}
     for image, alphas, texts in _images(rows):
         for t in range(len(texts[0])):
             outputs = predict(image, [expressions[t] for expressions in texts])
             for output, maps in outputs.items():
-                values = sums.setdefault(output, {part: [] for part in (*PARTS, "sad")})
+                keyed = sums.setdefault(output, {})
+                values = keyed.setdefault(t if by_expression else None, {part: [] for part in (*PARTS, "sad")})
                 for k, prediction in enumerate(maps):
                     for part, mask in zip(PARTS, _parts(alphas, k)):
                         if mask.any():
                             values[part].append(float(prediction[mask].mean()))
                     values["sad"].append(float(np.abs(prediction - alphas[k]).sum()) / 1000)
-    return {output: {part: float(np.mean(v)) for part, v in values.items()} for output, values in sums.items()}
+    means = {
+        output: {key: {part: float(np.mean(v)) for part, v in values.items()} for key, values in keyed.items()}
+        for output, keyed in sums.items()
+    }
+    return means if by_expression else {output: keyed[None] for output, keyed in means.items()}
 
 
 def _native(maps: torch.Tensor, size: tuple[int, int]) -> list[np.ndarray]:

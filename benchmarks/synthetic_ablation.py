@@ -142,6 +142,13 @@ def main(argv=None) -> None:
     parser.add_argument("--install_demo", action="store_true", help=f"copy variant (c) to {DEMO_DIR}")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument(
+        "--no_target_share",
+        type=float,
+        default=0.0,
+        help="share of images that also get a text naming nothing in them, in training and test (all-zero alpha); "
+        "the results then report the grounding score's AUROC",
+    )
+    parser.add_argument(
         "--variants",
         default="abcd",
         help="which rows to train and report, e.g. 'c' for the full framework alone (default: abcd)",
@@ -158,29 +165,17 @@ def main(argv=None) -> None:
     sizes.update({k: getattr(args, k) for k in FULL if getattr(args, k) is not None})
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    check_recipe(work / "recipe.json", {**sizes, "layout": dataclasses.asdict(LAYOUT)})
+    recipe = {**sizes, "layout": dataclasses.asdict(LAYOUT)}
+    if args.no_target_share:  # only then, so that the work folders of earlier recipes still resume
+        recipe["no_target_share"] = args.no_target_share
+    check_recipe(work / "recipe.json", recipe)
 
     stages = Stages(work)
-    data, base, base_d = prepare_data_and_bases(work, sizes, args.seed, stages)
-    common = [
-        "--dataset", data, "--resolution", sizes["resolution"], "--train_batch_size", sizes["batch_size"],
-        "--report_to", "none", "--seed", args.seed, "--cache_latents",
-        # a stage killed half-way resumes from its last checkpoint when the recipe is run again
-        "--checkpointing_steps", 500, "--checkpoints_total_limit", 1, "--resume_from_checkpoint", "latest",
-    ]  # fmt: skip
-    kernel = max(3, round(KERNEL_AT_512 * sizes["resolution"] / 512) | 1)
-    common += ["--morphology_kernel_size", kernel]
+    data, base, base_d = prepare_data_and_bases(work, sizes, args.seed, stages, args.no_target_share)
+    common = stage_arguments(data, sizes, args.seed)
     decoder_config = work / "decoder.json"
     decoder_config.write_text(json.dumps(DECODER))
-    # Table 4's milestones, scaled to runs this short, cut the learning rate after 20% of the steps: plain poly-0.9.
-    no_milestones = ["--lr_milestones", "--lr_milestone_values"]
-    teacher_args = [
-        "--max_train_steps",
-        sizes["teacher_steps"],
-        "--learning_rate",
-        1e-3,
-        *no_milestones,
-    ]
+    teacher_args = teacher_arguments(sizes["teacher_steps"])
     teachers = {"": work / "teacher", "d": work / "teacher_d"}
 
     def stage1(
@@ -202,7 +197,7 @@ def main(argv=None) -> None:
         sizes["student_steps"],
         "--learning_rate",
         5e-4,
-        *no_milestones,
+        *NO_MILESTONES,
     ]
     variants = {
         "a": (base, lambda: ["--teacher_model_name_or_path", base_as_teacher(base, stage1(""), work),
@@ -223,7 +218,7 @@ def main(argv=None) -> None:
         pipelines[name] = stages.run(f"{name}: stage 3", "train_matting_decoder", work / f"pipeline_{key}",
                                      *pretrained, *common, "--student_model_name_or_path", student,
                                      "--max_train_steps", sizes["decoder_steps"], "--learning_rate", 1e-3,
-                                     *no_milestones, "--decoder_config", decoder_config)  # fmt: skip
+                                     *NO_MILESTONES, "--decoder_config", decoder_config)  # fmt: skip
     pipelines = {VARIANTS[k]: pipelines[VARIANTS[k]] for k in "abcd" if k in args.variants}
     table, samples = evaluate(pipelines, data, work)
     teacher_probes = {
@@ -236,6 +231,28 @@ def main(argv=None) -> None:
     write_results(args, sizes, table, samples, probes, benchmark, stages.seconds)
     if args.install_demo:
         install_demo(pipelines[VARIANTS["c"]], args, table, probes)
+
+
+# Table 4's milestones, scaled to runs this short, cut the learning rate after 20% of the steps: plain poly-0.9.
+NO_MILESTONES = ["--lr_milestones", "--lr_milestone_values"]
+TEACHER_LEARNING_RATE = 1e-3
+
+
+def stage_arguments(data: Path, sizes: dict, seed: int) -> list:
+    """The arguments every stage script gets in this recipe: the data, sizes, caching, checkpoints and kernel."""
+    kernel = max(3, round(KERNEL_AT_512 * sizes["resolution"] / 512) | 1)
+    return [
+        "--dataset", data, "--resolution", sizes["resolution"], "--train_batch_size", sizes["batch_size"],
+        "--report_to", "none", "--seed", seed, "--cache_latents",
+        # a stage killed half-way resumes from its last checkpoint when the recipe is run again
+        "--checkpointing_steps", 500, "--checkpoints_total_limit", 1, "--resume_from_checkpoint", "latest",
+        "--morphology_kernel_size", kernel,
+    ]  # fmt: skip
+
+
+def teacher_arguments(steps: int, learning_rate: float = TEACHER_LEARNING_RATE) -> list:
+    """Stage 1's own arguments in this recipe."""
+    return ["--max_train_steps", steps, "--learning_rate", learning_rate, *NO_MILESTONES]
 
 
 def install_demo(pipeline: Path, args, table: dict, probes: dict) -> None:
@@ -296,7 +313,7 @@ nearest words it knows, or not at all.
     print(f"installed the demonstration model in {DEMO_DIR}")
 
 
-def prepare_data_and_bases(work: Path, sizes: dict, seed: int, stages: "Stages"):
+def prepare_data_and_bases(work: Path, sizes: dict, seed: int, stages: "Stages", no_target_share: float = 0.0):
     """The synthetic set, the pretrained base and the base without text-to-image pretraining (each made once)."""
     import datasets
 
@@ -311,16 +328,24 @@ def prepare_data_and_bases(work: Path, sizes: dict, seed: int, stages: "Stages")
             seed,
             sizes["image_size"],
             layout=LAYOUT,
+            no_target_share=no_target_share,
         ).save_to_disk(str(data))
         stages.record("data", start)
     if not (base / "model_index.json").exists():
-        rows = datasets.load_from_disk(str(data))["train"]
+        rows = _with_target(datasets.load_from_disk(str(data))["train"])
         steps = {k: sizes[k] for k in ("vae_steps", "clip_steps", "unet_steps")}
         seconds = build_base_model(base, rows, seed, batch_size=sizes["batch_size"], **steps)
         for component, value in seconds.items():
             stages.add(f"base model: {component}", value)
     without_diffusion_pretraining(base, base_d, seed)
     return data, base, base_d
+
+
+def _with_target(rows):
+    """The rows whose texts name an instance (all of them without `--no_target_share`)."""
+    from diffusers_matte.data import row_has_target
+
+    return rows.filter(row_has_target) if "has_target" in rows.column_names else rows
 
 
 def check_recipe(path: Path, sizes: dict) -> None:
@@ -373,7 +398,8 @@ def evaluate(pipelines: dict, data: Path, work: Path) -> tuple[dict, dict]:
         out = work / f"eval_{index}"
         result = evaluate(predict, test, "synthetic", out, batch_size=4, overwrite=True)
         table[name] = result.summary
-        samples[name] = read_samples_csv(out / SAMPLES_FILE)
+        # the intervals and paired differences are over the rows with a target, as the harness's means
+        samples[name] = [row for row in read_samples_csv(out / SAMPLES_FILE) if row.get("has_target", True)]
     return table, samples
 
 
@@ -385,7 +411,7 @@ def probe_grounding(teachers: dict, pipelines: dict, data: Path, resolution: int
 
     from diffusers_matte import SoftGroundingMattingPipeline
 
-    test = datasets.load_from_disk(str(data))["test"]
+    test = _with_target(datasets.load_from_disk(str(data))["test"])
     predictors = {
         name: grounding_probe.teacher_predictor(base, teacher, resolution)
         for name, (base, teacher) in teachers.items()
@@ -408,7 +434,7 @@ def describe_benchmark(data: Path, resolution: int, base: Path) -> dict:
     from ablation_statistics import area_distribution, latent_grid_ceiling
     from diffusers import AutoencoderKL
 
-    test = datasets.load_from_disk(str(data))["test"]
+    test = _with_target(datasets.load_from_disk(str(data))["test"])
     alphas = [np.asarray(a, dtype=np.float32) / 255.0 for a in test["alpha"]]
     vae_config = AutoencoderKL.load_config(base, subfolder="vae")
     latent_factor = 2 ** (len(vae_config["block_out_channels"]) - 1)
@@ -435,6 +461,7 @@ def _command(args) -> str:
         + overrides
         + ("" if args.variants == "abcd" else f" --variants {args.variants}")
         + ("" if args.results == RESULTS else f" --results {args.results}")
+        + (f" --no_target_share {args.no_target_share:g}" if args.no_target_share else "")
         + (" --install_demo" if args.install_demo else "")
     )
 
@@ -549,6 +576,34 @@ def _probe_lines(probes: dict) -> list[str]:
     return lines
 
 
+def _no_target_lines(table: dict) -> list[str]:
+    """How well each variant's grounding score tells texts naming nothing from texts naming an instance."""
+    rows = [(name, summary["grounding"]) for name, summary in table.items() if summary.get("grounding")]
+    if not rows:
+        return []
+    first = rows[0][1]
+    lines = [
+        "",
+        f"Texts that name nothing (`--no_target_share`): {first['no_target_samples']} test samples with an all-zero "
+        f"target, beside the {first['target_samples']} with one (the metrics above are on the latter). The grounding "
+        "score (`SoftGroundingMattingOutput.grounding_score`) tells them apart with this AUROC; the rejection is the "
+        "share of no-target samples under the threshold that rejects "
+        f"{first['target_false_rejection_rate']:.0%} of the samples with a target; SAD: the mass predicted where "
+        "there is nothing.",
+        "",
+        "| variant | AUROC | no-target rejection | threshold | SAD on no-target samples |",
+        "|---|---|---|---|---|",
+    ]
+    for name, grounding in rows:
+        if grounding.get("auroc") is None:  # the constant baseline has no score
+            continue
+        lines.append(
+            f"| {name} | {grounding['auroc']:.3f} | {grounding['no_target_rejection_rate']:.1%} | "
+            f"{grounding['threshold']:.3f} | {grounding['no_target_mean']['sad']:.3f} |"
+        )
+    return lines
+
+
 def write_results(
     args,
     sizes: dict,
@@ -562,6 +617,7 @@ def write_results(
     lines += _table_lines(table, samples)
     lines += _paired_lines(samples)
     lines += _probe_lines(probes)
+    lines += _no_target_lines(table)
     lines += [
         "",
         "Wall time (this machine, 2 cores, shared with other work while it ran):",

@@ -47,6 +47,19 @@ def test_probe_sad_of_an_empty_matte_is_the_alpha_mass(rows):
     assert means["referred"] == means["others"] == means["background"] == 0.0
 
 
+def test_probe_by_expression_splits_the_same_pairs_by_text_index(rows):
+    def referred_half(image, prompts):  # 0.5 on the referred instance for the first text, 1.0 for the others
+        owner = _alpha_of(rows)(image, prompts)["oracle"]
+        scale = [0.5 if any(p == r["texts"][0] for r in rows) else 1.0 for p in prompts]
+        return {"half": [(alpha > 0) * s for alpha, s in zip(owner, scale)]}
+
+    by_kind = grounding_probe.probe(rows, referred_half, by_expression=True)["half"]
+    assert sorted(by_kind) == list(range(len(rows[0]["texts"])))
+    assert by_kind[0]["referred"] == pytest.approx(0.5) and by_kind[1]["referred"] == pytest.approx(1.0)
+    overall = grounding_probe.probe(rows, referred_half)["half"]
+    assert overall["referred"] == pytest.approx(np.mean([means["referred"] for means in by_kind.values()]))
+
+
 def test_teacher_predictor_refuses_an_unknown_output():
     with pytest.raises(ValueError, match="P\\(foreground\\)"):
         grounding_probe.teacher_predictor("unused", "unused", 32, outputs=("alpha",))

@@ -72,7 +72,7 @@ def test_poly_milestone_lambda_errors(kwargs, message):
 
 
 def test_table4_stages_are_consistent_schedules():
-    assert set(TABLE4_STAGES) == {"semantic", "transparency", "decoder", "refiner"}
+    assert set(TABLE4_STAGES) == {"teacher", "distill", "matting_decoder", "refiner"}
     for stage in TABLE4_STAGES.values():
         f = PolyMilestoneLambda(stage.max_train_steps, stage.lr_milestones, stage.lr_milestone_values)
         assert all(0 < m < stage.max_train_steps for m in stage.lr_milestones)

@@ -42,7 +42,7 @@ from diffusers_matte.training_loop import (
 
 def parse_args(input_args=None) -> argparse.Namespace:
     parser = make_parser(__doc__.split("\n\n")[0])
-    add_training_args(parser, stage="transparency")
+    add_training_args(parser, stage="distill")
     parser.add_argument(
         "--teacher_model_name_or_path",
         required=True,
@@ -121,7 +121,7 @@ def distillation_loss(teacher, student, projector, latents, text, batch, weights
             sample[:, :1],
             sample[:, 1:2],
             batch["alpha"].to(sample.device),
-            batch["mask"].to(sample.device),
+            batch["known_mask"].to(sample.device),
             teacher_cap,
             student_cap,
             layer_pairs=layer_pairs,

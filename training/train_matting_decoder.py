@@ -37,7 +37,7 @@ from diffusers_matte.training_loop import (
 
 def parse_args(input_args=None) -> argparse.Namespace:
     parser = make_parser(__doc__.split("\n\n")[0])
-    add_training_args(parser, stage="decoder")
+    add_training_args(parser, stage="matting_decoder")
     parser.add_argument(
         "--student_model_name_or_path",
         required=True,

@@ -39,7 +39,7 @@ from diffusers_matte.training_loop import (
 
 def parse_args(input_args=None) -> argparse.Namespace:
     parser = make_parser(__doc__.split("\n\n")[0])
-    add_training_args(parser, stage="semantic")
+    add_training_args(parser, stage="teacher")
     parser.add_argument(
         "--head_channels",
         type=int,

@@ -369,7 +369,7 @@ def soft_grounding_distillation_loss(
         coarse_alpha: alpha^lr of the student, `(B, 1, h, w)` in [0, 1].
         transparency_logits: R of the student, `(B, 1, h, w)`.
         alpha_gt: ground-truth alpha `(B, 1, H, W)`.
-        known_mask: M `(B, 1, H', W')`, 1 on foreground and background (`data.targets.certain_mask`).
+        known_mask: M `(B, 1, H', W')`, 1 on foreground and background (`data.targets.known_mask`).
         teacher_captured, student_captured: what the UNets' `capture()` recorded: objects with `features`
             (`{name: tensor}`), `self_attention`, `self_attention_kv_size` and `cross_attention` (`{(h, w): ...}`).
             Needed by the terms whose weight is not zero. For L_SG, the student's `features` are already projected
@@ -380,6 +380,15 @@ def soft_grounding_distillation_loss(
     Returns:
         `(total, parts)`, parts keyed `"stm"`, `"ctm"`, `"sg"`, `"alpha_lr"`, `"r"` (unweighted; zero for a term with
         weight 0, which is not computed).
+
+    A row whose text names nothing in the image has an all-zero `alpha_gt` and an all-background region map, so
+    `known_mask` is 1 everywhere: L_alpha_lr and L_R then train alpha^lr and sigmoid(R) towards 0 on the whole
+    grid (nothing is there, nothing is transparent). The distillation terms make the student follow the teacher,
+    whose region head learnt background for such rows from eq. (2) when stage 1 had them: L_SG matches the
+    features on the whole grid, L_CTM the cross-attention maps as for any row, and L_STM compares both attention
+    maps applied to alpha_GT = 0, which is 0 on both sides, so that row adds nothing to it. Every loss is a mean
+    over all pixels (or a sum divided by the batch size), never over a region that can be empty, so such rows give
+    finite values.
     """
     weights = weights or DistillationLossWeights()
     needs_capture = {

@@ -68,11 +68,11 @@ class StageHyperparameters:
 
 TABLE4_STAGES: dict[str, StageHyperparameters] = {
     # Sec. 3.2.1, "Soft Grounding in Semantic": the teacher (and the text adapter).
-    "semantic": StageHyperparameters(5e-5, 50_000, 32, (15_000, 40_000), (0.5, 0.25), num_gpus=4),
+    "teacher": StageHyperparameters(5e-5, 50_000, 32, (15_000, 40_000), (0.5, 0.25), num_gpus=4),
     # Sec. 3.2.2, "Soft Grounding in Transparency": the student and the Phi projections.
-    "transparency": StageHyperparameters(5e-5, 50_000, 32, (10_000, 35_000), (0.4, 0.25), num_gpus=2),
+    "distill": StageHyperparameters(5e-5, 50_000, 32, (10_000, 35_000), (0.4, 0.25), num_gpus=2),
     # Sec. 3.4, "From Soft Grounding to Alpha Matte": the matting decoder.
-    "decoder": StageHyperparameters(4e-4, 50_000, 16, (10_000, 35_000), (0.1, 0.05), num_gpus=1),
+    "matting_decoder": StageHyperparameters(4e-4, 50_000, 16, (10_000, 35_000), (0.1, 0.05), num_gpus=1),
     # Appendix 6.3: the sparse up-sampling module (lr 2e-4, 10k iterations, batch 16); no milestones are given,
     # so it follows the plain poly-0.9 curve.
     "refiner": StageHyperparameters(2e-4, 10_000, 16),

@@ -12,10 +12,10 @@ from diffusers_matte.data.targets import (
     REGION_FOREGROUND,
     REGION_TRANSPARENT,
     alpha_to_numpy,
-    certain_mask,
     downsample_alpha,
     downsample_region_map,
     elliptical_kernel,
+    known_mask,
     region_map,
     region_one_hot,
     transparent_mask,
@@ -91,7 +91,7 @@ def test_downsample_region_map_marks_mixed_cells_transparent():
 
 def test_masks_are_complements_and_one_hot_matches():
     regions = np.array([[0, 1], [2, 1]], np.uint8)
-    m = certain_mask(regions)
+    m = known_mask(regions)
     np.testing.assert_array_equal(m, [[1, 1], [0, 1]])
     np.testing.assert_array_equal(transparent_mask(regions), 1 - m)
     onehot = region_one_hot(regions)
@@ -158,7 +158,7 @@ def test_training_transform_shapes_ranges_and_consistency():
         2,
     )
     assert out["region_map"].dtype == torch.int64 and out["region_map"].shape == (8, 8)
-    torch.testing.assert_close(out["mask"] + out["transparent_mask"], torch.ones(1, 8, 8))
+    torch.testing.assert_close(out["known_mask"] + out["transparent_mask"], torch.ones(1, 8, 8))
     # foreground cells of the region map are where the low-res alpha is (almost) one
     fg = out["region_map"] == REGION_FOREGROUND
     assert fg.any() and (out["alpha_lr"][0][fg] > 0.95).all()

@@ -40,7 +40,7 @@ def setup(train_distill):
     text = torch.randn(2, 5, text_dim, generator=generator)
     batch = {
         "alpha": torch.rand(2, 1, 32, 32, generator=generator),
-        "mask": (torch.rand(2, 1, 32, 32, generator=generator) > 0.5).float(),
+        "known_mask": (torch.rand(2, 1, 32, 32, generator=generator) > 0.5).float(),
     }
     return teacher, student, projector, pairs, latents, text, batch
 

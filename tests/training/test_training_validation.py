@@ -7,6 +7,8 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from test_train_refiner import _args as refiner_args  # the tiny refiner on a stage-3 pipeline
+from test_train_refiner import stage3  # noqa: F401 (a fixture)
 from test_training_scripts import _tiny_decoder_config, load_script, read_log, run
 
 from diffusers_matte.training_utils import hub_model_id, write_tiny_base_model
@@ -80,6 +82,24 @@ def test_student_and_decoder_log_their_predictions(teacher_with_validation, tiny
         decoder / "validation_grid.png"
     ).is_file()
     assert "base_model:" not in (decoder / "README.md").read_text()  # a local folder is no Hub id
+
+
+def test_refiner_logs_its_alpha_and_puts_the_grid_in_the_card(stage3, validation_args, tmp_path):  # noqa: F811
+    out = tmp_path / "refiner"
+    run("train_refiner", *refiner_args(stage3, out, tmp_path), "--max_train_steps", 2, "--report_to", "tensorboard",
+        "--use_ema", *validation_args)  # fmt: skip
+    for step in ("step-1", "step-2"):
+        assert {p.name for p in (out / "validation" / step).glob("*-*.png")} == {
+            f"{i}-{kind}.png" for i in (0, 1) for kind in ("image", "alpha")
+        }
+    alpha = np.asarray(Image.open(out / "validation" / "step-2" / "0-alpha.png"))
+    assert alpha.shape == (64, 64, 3) and alpha.std() > 0  # the refined alpha at --resolution, not a blank
+    assert Image.open(out / "validation_grid.png").size == (2 * 64, 2 * 64)  # image, alpha; one row per prompt
+    events = b"".join(p.read_bytes() for p in (out / "logs").rglob("events.out.tfevents*"))
+    assert b"validation/alpha" in events and b"validation/image" in events
+    card = (out / "README.md").read_text()
+    assert "![validation](validation_grid.png)" in card and "Columns: image, alpha." in card
+    assert "`training/train_refiner.py`" in card and "EMA on" in card
 
 
 def test_help_shows_defaults_and_options_are_checked(tiny_base, tmp_path, capsys):

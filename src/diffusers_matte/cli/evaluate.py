@@ -143,6 +143,13 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         default=256,
         help="generated synthetic split: image side",
     )
+    add(
+        "--synthetic-no-target-share",
+        type=float,
+        default=0.0,
+        help="generated synthetic split: share of images that also get a text naming nothing in them (scored "
+        "apart: the grounding score's AUROC and rejection rate)",
+    )
     add("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -209,6 +216,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             dataset = load_protocol_dataset(
                 args.protocol, args.data_dir, args.captions_file, args.cache_dir,
                 args.synthetic_num_test, args.synthetic_seed, args.synthetic_image_size,
+                args.synthetic_no_target_share,
             )  # fmt: skip
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
@@ -216,6 +224,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     data = args.data_dir and str(Path(args.data_dir).resolve())
     if args.protocol == "synthetic" and args.data_dir is None:
         data = f"generated: num_test={args.synthetic_num_test}, seed={args.synthetic_seed}, size={args.synthetic_image_size}"
+        if args.synthetic_no_target_share > 0:  # only then, so that earlier runs still resume
+            data += f", no_target_share={args.synthetic_no_target_share:g}"
     run_info = {
         **model_info, "data": data, "processing_resolution": args.processing_resolution,
         "captions_file": args.captions_file and str(Path(args.captions_file).resolve()),

@@ -15,6 +15,10 @@ What it writes, and where:
 - Existing outputs are refused unless `--overwrite` (replace them) or `--skip-existing` (keep them and compute
   only the missing ones, which continues an interrupted run). Files the folder's JSON lists as outputs are not
   read back as inputs when the output folder is also an input folder.
+- Each output's entry in the JSON carries its `grounding_score` (in [0, 1]: how clearly the model finds what the
+  prompt names in the image; see `SoftGroundingMattingOutput.grounding_score`). With `--min-score X`, a matte
+  whose prompt scores below X is not written: the command says so for each such file, and the JSON lists it under
+  `skipped` with its score. An earlier file at that path (kept by `--overwrite`) is left as it was.
 - Under `accelerate launch -m diffusers_matte predict ...` with N processes, the images are split among the
   processes (contiguous shares), each with the model on its own device; the main process writes the JSON at the
   end. After an interruption, `--skip-existing` continues, and the JSON lists the kept files too.
@@ -33,6 +37,7 @@ from .common import (
     OUTPUT_MANIFEST,
     UsageError,
     add_device_arguments,
+    add_model_loading_arguments,
     check_max_megapixels,
     check_output_dir,
     check_writable_target,
@@ -99,16 +104,7 @@ def register(subparsers) -> None:
         default=None,
         help=f"refuse images of more million pixels, before decoding them (default: {DEFAULT_MAX_MEGAPIXELS:g})",
     )
-    parser.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="run code the model folder carries that is not diffusers-matte's own (read it first)",
-    )
-    parser.add_argument(
-        "--allow-pickle",
-        action="store_true",
-        help="load .bin (pickle) weights when a model has no .safetensors; unpickling can run code",
-    )
+    add_model_loading_arguments(parser)
     add_device_arguments(parser)
     parser.add_argument(
         "--processing-resolution",
@@ -117,6 +113,14 @@ def register(subparsers) -> None:
         help="longest edge the models see",
     )
     parser.add_argument("--batch-size", type=int, default=1, help="prompts of one image run together")
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        metavar="X",
+        help="do not write the mattes of prompts whose grounding score (0 to 1, in the JSON) is below X: the prompt "
+        "probably names nothing in that image",
+    )
     parser.set_defaults(run=run_predict)
 
 
@@ -190,6 +194,25 @@ def read_manifest(output_dir: Path) -> dict:
     return {**empty, **data}
 
 
+def _record(manifest: dict, outputs: dict, skipped: dict) -> None:
+    """Adds written files to the JSON's `outputs` and files left out under `--min-score` to its `skipped` (a file
+    written now is no longer skipped)."""
+    manifest["outputs"].update(outputs)
+    if skipped or manifest.get("skipped"):
+        left_out = manifest.setdefault("skipped", {})
+        left_out.update(skipped)
+        for name in outputs:
+            left_out.pop(name, None)
+
+
+def _skip_note(target: Path, score: float, min_score: float) -> str:
+    earlier = "; the earlier file there is left as it was" if target.exists() else ""
+    return (
+        f"skipped {target.name}: grounding score {score:.3f} < --min-score {min_score:g} (the prompt may name "
+        f"nothing in the image){earlier}"
+    )
+
+
 def write_manifest(output_dir: Path, manifest: dict) -> None:
     text = json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
     write_atomically(output_dir / OUTPUT_MANIFEST, lambda handle: handle.write(text.encode("utf-8")))
@@ -206,6 +229,8 @@ def run_predict(args) -> int:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.processing_resolution is not None and args.processing_resolution < 0:
         raise UsageError(f"--processing-resolution must be >= 0, got {args.processing_resolution}")
+    if args.min_score is not None and not 0.0 <= args.min_score <= 1.0:
+        raise UsageError(f"--min-score must be a number in [0, 1], got {args.min_score}")
     max_megapixels = check_max_megapixels(args.max_megapixels)
     output_dir = check_output_dir(Path(args.output_dir))
     paths = expand_inputs(args.inputs)
@@ -246,37 +271,45 @@ def run_predict(args) -> int:
         for prompt, target in zip(prompts, row):
             if target in skip and target.name not in manifest["outputs"]:
                 manifest["outputs"][target.name] = {"image": str(path.resolve()), "prompt": prompt}
-    outputs = {}  # what this process writes
+    outputs, skipped = {}, {}  # what this process writes, and what it leaves out under --min-score
     share = processes.split(todo)
     for path, row in tqdm(share, desc="matting", unit="image", disable=not processes.is_main_process):
         image = read_image(path, max_megapixels)
         wanted = [(prompt, target) for prompt, target in zip(prompts, row) if target not in skip]
-        alphas = pipe(
+        prediction = pipe(
             image,
             [prompt for prompt, _ in wanted],
             processing_resolution=args.processing_resolution,
             batch_size=args.batch_size,
             output_type="pt",
-        ).alpha
-        for alpha, (prompt, target) in zip(alphas, wanted):
+        )
+        for alpha, score, (prompt, target) in zip(prediction.alpha, prediction.grounding_score.tolist(), wanted):
+            entry = {"image": str(path.resolve()), "prompt": prompt, "grounding_score": round(score, 4)}
+            if args.min_score is not None and score < args.min_score:
+                skipped[target.name] = entry
+                tqdm.write(_skip_note(target, score, args.min_score), file=sys.stderr)
+                continue
             result = cutout(image, alpha[None]) if args.cutout else alpha_to_pil(alpha)
             check_writable_target(target)  # a link put there during the run is refused too
             write_atomically(target, lambda handle: result.save(handle, format="PNG"))
-            outputs[target.name] = {"image": str(path.resolve()), "prompt": prompt}
+            outputs[target.name] = entry
         if not processes.is_distributed:  # one process: the JSON follows each image
-            manifest["outputs"].update(outputs)
+            _record(manifest, outputs, skipped)
             write_manifest(output_dir, manifest)
-    written = 0
-    for done in processes.gather_object(outputs):
-        manifest["outputs"].update(done)
-        written += len(done)
+    written, left_out = 0, 0
+    for done, not_written in processes.gather_object((outputs, skipped)):
+        _record(manifest, done, not_written)
+        written, left_out = written + len(done), left_out + len(not_written)
     if not processes.is_main_process:
         return 0
     write_manifest(output_dir, manifest)
     kept = f", kept {len(skip)} existing" if skip else ""
+    below = f", skipped {left_out} below --min-score {args.min_score:g}" if args.min_score is not None else ""
     renamed = [f"{p!r} -> {names[p]}" for p in prompts if names[p] != slugify(p)]
     note = f" (file names: {'; '.join(renamed)})" if renamed else ""
     print(
-        f"wrote {written} file(s) to {output_dir}{kept}; prompts and files in {OUTPUT_MANIFEST}{note}", file=sys.stderr
+        f"wrote {written} file(s) to {output_dir}{kept}{below}; prompts, files and grounding scores in "
+        f"{OUTPUT_MANIFEST}{note}",
+        file=sys.stderr,
     )
     return 0

@@ -18,6 +18,9 @@ column          type                             meaning
                                                  ``am2k``, ``rm1k``/``folder``, ``synthetic``
 ``meta``        ``string``                       JSON of set-specific extras (e.g. ``trimap`` path for test sets,
                                                  ``keyword``, RefCOCO ``ann_id``/``category``, synthetic attributes)
+``has_target``  ``bool``                         False for a text that names nothing in the image (all-zero
+                                                 ``alpha``); True on every real set; read with
+                                                 :func:`row_has_target` (a set saved without it: True)
 =============== ================================ =============================================================
 
 One row per instance: RefMatte, RW100, RefCOCO and the synthetic set are instance-level; P3M-10k, AM-2k and
@@ -50,7 +53,7 @@ _EXPORTS = {
     "SyntheticMatting": "synthetic",
     "TrainingTransform": "transforms",
     "blur_background": "augment",
-    "certain_mask": "targets",
+    "known_mask": "targets",
     "collate_training_examples": "transforms",
     "composite_rssn": "augment",
     "downsample_alpha": "targets",
@@ -67,6 +70,7 @@ _EXPORTS = {
     "make_row": "common",
     "region_map": "targets",
     "region_one_hot": "targets",
+    "row_has_target": "common",
     "swap_left_right": "augment",
     "transparent_mask": "targets",
     "trimap_from_mask": "targets",
@@ -92,7 +96,7 @@ __all__ = [  # noqa: F822 - resolved lazily by __getattr__
     "SyntheticMatting",
     "TrainingTransform",
     "blur_background",
-    "certain_mask",
+    "known_mask",
     "collate_training_examples",
     "composite_rssn",
     "downsample_alpha",
@@ -109,6 +113,7 @@ __all__ = [  # noqa: F822 - resolved lazily by __getattr__
     "make_row",
     "region_map",
     "region_one_hot",
+    "row_has_target",
     "swap_left_right",
     "transparent_mask",
     "trimap_from_mask",

@@ -7,7 +7,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import datasets
 
@@ -26,6 +26,7 @@ MATTING_FEATURES = datasets.Features(
         "image_id": datasets.Value("string"),
         "source": datasets.Value("string"),
         "meta": datasets.Value("string"),
+        "has_target": datasets.Value("bool"),
     }
 )
 
@@ -45,8 +46,12 @@ def make_row(
     source: str,
     text_types: Optional[Sequence[str]] = None,
     meta: Optional[Dict[str, Any]] = None,
+    has_target: bool = True,
 ) -> Dict[str, Any]:
-    """One row of :data:`MATTING_FEATURES`; ``image``/``alpha`` are paths, PIL images or ``{"bytes": ...}``."""
+    """One row of :data:`MATTING_FEATURES`; ``image``/``alpha`` are paths, PIL images or ``{"bytes": ...}``.
+
+    ``has_target=False`` marks texts that name nothing in the image; their ``alpha`` must then be all zero.
+    """
     if isinstance(image, Path):
         image = str(image)
     if isinstance(alpha, Path):
@@ -64,7 +69,14 @@ def make_row(
         "image_id": str(image_id),
         "source": source,
         "meta": json.dumps(meta or {}, sort_keys=True),
+        "has_target": bool(has_target),
     }
+
+
+def row_has_target(row: Mapping[str, Any]) -> bool:
+    """The row's ``has_target``; rows of sets saved before the column existed all have a target."""
+    value = row.get("has_target")
+    return True if value is None else bool(value)
 
 
 def require_dir(path: Path, what: str) -> Path:
@@ -177,6 +189,8 @@ class MattingBuilder(datasets.GeneratorBasedBuilder):
 
     BUILDER_CONFIG_CLASS = MattingBuilderConfig
     SOURCE = "matting"
+    # Part of the `datasets` cache key: 1.1.0 added the `has_target` column, so caches built before are not reused.
+    VERSION = datasets.Version("1.1.0")
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(

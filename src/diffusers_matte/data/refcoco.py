@@ -11,6 +11,12 @@ Layout expected by the ``refer`` API (lichengunc/refer), which this loader reads
 The image folder may also be ``<data_dir>/train2014`` or given as ``image_dir``. One row per ref; ``texts`` are the
 cleaned ``sent`` of all its sentences. ``alpha_source="mask"`` uses the binary annotation mask instead of a
 pseudo-alpha (decoded from polygons or RLE without pycocotools).
+
+Every RefCOCO ref names one object, so every row has ``has_target=True``. The same column serves gRefCOCO's
+no-target expressions (the refs it marks ``no_target``): such a ref is a row with an all-zero alpha and
+``has_target=False`` (``make_row(..., has_target=False)``), which training (an all-background region map) and the
+evaluation harness (grounding-score AUROC, metrics on rows with a target only) handle. This loader reads neither
+those refs nor gRefCOCO's multi-object ones.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 
 * :func:`region_map`: the 3-class region representation ``s_GT`` of Eq. (2), by morphology with kernel 15.
 * :func:`downsample_region_map`: the same map on the 1/8 latent grid (a cell is certain only if all its pixels are).
-* :func:`certain_mask` / :func:`transparent_mask`: ``M`` of Eq. (3) and its complement ``M^ = 1 - M`` of Eq. (8).
+* :func:`known_mask` / :func:`transparent_mask`: ``M`` of Eq. (3) and its complement ``M^ = 1 - M`` of Eq. (8).
 * :func:`downsample_alpha`: ``alpha^lr_GT`` of Eq. (7) and the alphas at attention resolutions of Eq. (5).
 * :func:`trimap_from_mask`: a 0/128/255 trimap from a binary mask (RefCOCO pseudo-alpha, Sec. 4.1).
 
@@ -111,14 +111,14 @@ def downsample_region_map(regions: np.ndarray, factor: int = 8) -> np.ndarray:
     return np.where(low == high, low, REGION_TRANSPARENT).astype(np.uint8)
 
 
-def certain_mask(regions: np.ndarray) -> np.ndarray:
+def known_mask(regions: np.ndarray) -> np.ndarray:
     """``M`` of Eq. (3): 1 on foreground and background cells, 0 on transparent ones (float32)."""
     return (regions != REGION_TRANSPARENT).astype(np.float32)
 
 
 def transparent_mask(regions: np.ndarray) -> np.ndarray:
     """``M^ := 1 - M`` of Eq. (8): 1 where the region map is transparent (float32)."""
-    return 1.0 - certain_mask(regions)
+    return 1.0 - known_mask(regions)
 
 
 def region_one_hot(regions: np.ndarray) -> np.ndarray:

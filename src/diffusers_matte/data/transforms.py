@@ -16,9 +16,9 @@ from PIL import Image
 
 from .targets import (
     MORPHOLOGY_KERNEL_SIZE,
-    certain_mask,
     downsample_alpha,
     downsample_region_map,
+    known_mask,
     region_map,
 )
 
@@ -151,11 +151,11 @@ class TrainingTransform:
             "alpha": alpha_t,
             "alpha_lr": downsample_alpha(alpha_t, latent),
             "region_map": torch.from_numpy(regions.astype(np.int64)),
-            "mask": torch.from_numpy(certain_mask(regions))[None],
+            "known_mask": torch.from_numpy(known_mask(regions))[None],
             "text": text,
             "source": source,
         }
-        out["transparent_mask"] = 1.0 - out["mask"]
+        out["transparent_mask"] = 1.0 - out["known_mask"]
         for factor in self.alpha_factors:
             out[f"alpha_down{factor}"] = downsample_alpha(alpha_t, self.resolution // factor)
         return out

@@ -22,6 +22,12 @@ trivial all-zero / all-one baselines). Scores are those of :func:`diffusers_matt
 image, with the DIM ``evaluate.m`` scales: SAD = sum |pred - gt| / 1000, MSE raw (not x 1e3), GRAD / 1000 and
 CONN / 1000; these are the scales of the paper's tables (e.g. RefMatte-Test SAD 3.19, MSE 0.0098).
 
+Rows whose text names nothing in the image (``has_target`` False, e.g. the synthetic set generated with a
+``no_target_share``) are kept out of the four metrics; the summary's ``grounding`` entry reports instead how well
+the model's grounding score (``SoftGroundingMattingOutput.grounding_score``) tells them from rows with a target: its
+AUROC, and the share of them rejected by the threshold that rejects 5% of rows with a target (``None`` when the set
+has no such rows).
+
 With an ``output_dir``, the run is resumable: each sample's row is appended (and flushed) to ``samples.csv`` as soon
 as it is scored, keyed by (``instance_id``, ``text_index``); a restart skips the keys already there. ``run.json``
 records what the numbers depend on (model, protocol, data, resolutions, precision, metric variants); a restart with
@@ -60,11 +66,12 @@ from .records import (
     RunMismatchError,
     read_samples_csv,
 )
-from .report import UNITS, format_markdown, summarize
+from .report import FALSE_REJECTION_RATE, UNITS, auroc, format_markdown, grounding_summary, rejection_at, summarize
 
 __all__ = [
     "BASELINES",
     "CSV_COLUMNS",
+    "FALSE_REJECTION_RATE",
     "EvaluationProtocol",
     "EvaluationResult",
     "HEADER_FILE",
@@ -77,14 +84,17 @@ __all__ = [
     "SAMPLES_FILE",
     "TABLE_FILE",
     "UNITS",
+    "auroc",
     "constant_predictor",
     "evaluate",
     "format_markdown",
     "get_protocol",
+    "grounding_summary",
     "list_samples",
     "load_pair",
     "load_protocol_dataset",
     "pipeline_predictor",
     "read_samples_csv",
+    "rejection_at",
     "summarize",
 ]

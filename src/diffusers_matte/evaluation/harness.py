@@ -19,7 +19,7 @@ import numpy as np
 
 from ..distributed import Processes, current_processes
 from ..metrics import VARIANTS, all_metrics
-from .predictors import Predictor, as_alpha, synchronize
+from .predictors import Predictor, as_alpha, split_predictions, synchronize
 from .protocols import EvaluationProtocol, PathLike, Sample, get_protocol, list_samples, load_pair
 from .records import (
     HEADER_FORMAT,
@@ -139,10 +139,10 @@ def evaluate(
     try:
         for number, batch in enumerate(batches):
             pairs = _load_batch(dataset, batch, resolution, cache)
-            predictions, seconds = _timed_predict(predict, batch, pairs, warmup if number == 0 else 0)
+            predictions, scores, seconds = _timed_predict(predict, batch, pairs, warmup if number == 0 else 0)
             jobs = [
-                (sample, gt, as_alpha(prediction, gt.shape, sample), seconds, device)
-                for sample, (_, gt), prediction in zip(batch, pairs, predictions)
+                (sample, gt, as_alpha(prediction, gt.shape, sample), score, seconds, device)
+                for sample, (_, gt), prediction, score in zip(batch, pairs, predictions, scores)
             ]
             for rows in scorer.submit(jobs):
                 appender.write(rows)
@@ -232,8 +232,11 @@ def _check_evaluate_args(resolution, batch_size, max_samples, grad_variant, conn
             raise ValueError(f"`{name}` must be one of {VARIANTS}, got {variant!r}.")
 
 
-def _timed_predict(predict: Predictor, batch: List[Sample], pairs, warmup: int) -> Tuple[Sequence[Any], float]:
-    """The predictions of one batch and the wall time of the call per pair (after ``warmup`` untimed calls)."""
+def _timed_predict(
+    predict: Predictor, batch: List[Sample], pairs, warmup: int
+) -> Tuple[Sequence[Any], List[Optional[float]], float]:
+    """The alphas and grounding scores of one batch, and the wall time of the call per pair (after ``warmup``
+    untimed calls)."""
     images = [image for image, _ in pairs]
     prompts = [sample.text for sample in batch]
     for _ in range(warmup):
@@ -243,26 +246,28 @@ def _timed_predict(predict: Predictor, batch: List[Sample], pairs, warmup: int) 
     predictions = predict(images, prompts)
     synchronize()
     seconds = (time.perf_counter() - tic) / len(batch)
-    if len(predictions) != len(batch):
-        raise ValueError(f"the predictor returned {len(predictions)} alphas for {len(batch)} (image, prompt) pairs.")
-    return predictions, seconds
+    alphas, scores = split_predictions(predictions, len(batch))
+    return alphas, scores, seconds
 
 
 def _score(
     sample: Sample,
     gt: np.ndarray,
     pred: np.ndarray,
+    grounding_score: Optional[float],
     seconds: float,
     device: Optional[str],
     grad_variant: str,
     conn_variant: str,
 ) -> Dict[str, Any]:
-    """One CSV row: the sample's keys and text, the four metrics (whole image) and the time."""
+    """One CSV row: the sample's keys and text, the four metrics (whole image), whether the text names something,
+    the model's grounding score (None if it gives none) and the time."""
     scores = all_metrics(pred, gt, grad_variant=grad_variant, conn_variant=conn_variant)
     return {
         "instance_id": sample.instance_id, "text_index": sample.text_index,
         "text_type": sample.text_type, "image_id": sample.image_id,
         "height": gt.shape[0], "width": gt.shape[1], **scores,
+        "has_target": sample.has_target, "grounding_score": grounding_score,
         "seconds": seconds, "device": str(device or ""), "text": sample.text,
     }  # fmt: skip
 

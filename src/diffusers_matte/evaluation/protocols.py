@@ -64,6 +64,7 @@ def load_protocol_dataset(
     synthetic_num_test: int = 200,
     synthetic_seed: int = 0,
     synthetic_image_size: int = 256,
+    synthetic_no_target_share: float = 0.0,
 ):
     """The evaluation split of ``protocol`` as a :class:`datasets.Dataset` (the rows of :mod:`diffusers_matte.data`).
 
@@ -73,8 +74,9 @@ def load_protocol_dataset(
             ``test`` split is used) or ``None`` to generate the split from ``synthetic_*``.
         captions_file: caption side-file (``training/caption_dataset.py``) of AM-2k / P3M; required there.
         cache_dir: ``datasets`` cache folder.
-        synthetic_num_test / synthetic_seed / synthetic_image_size: the generated synthetic split
-            (:func:`load_synthetic_matting` arguments).
+        synthetic_num_test / synthetic_seed / synthetic_image_size / synthetic_no_target_share: the generated
+            synthetic split (:func:`load_synthetic_matting` arguments; a share > 0 adds rows whose expressions name
+            nothing in the image, which the report scores apart, see :func:`summarize`).
     """
     protocol = get_protocol(protocol)
     if captions_file is not None and not protocol.uses_captions:
@@ -94,6 +96,7 @@ def load_protocol_dataset(
             synthetic_num_test,
             synthetic_seed,
             synthetic_image_size,
+            synthetic_no_target_share,
         )
     if data_dir is None:
         raise ValueError(f"protocol {protocol.name!r} needs `data_dir`, the folder of your copy of the set.")
@@ -114,7 +117,7 @@ def load_protocol_dataset(
     return load_p3m10k(data_dir, protocol.name, captions_file, cache_dir)
 
 
-def _load_synthetic(data_dir, cache_dir, num_test, seed, image_size):
+def _load_synthetic(data_dir, cache_dir, num_test, seed, image_size, no_target_share):
     import datasets
 
     if data_dir is not None:
@@ -128,7 +131,7 @@ def _load_synthetic(data_dir, cache_dir, num_test, seed, image_size):
         return loaded
     from ..data.synthetic import load_synthetic_matting
 
-    return load_synthetic_matting(0, num_test, seed, image_size, cache_dir)["test"]
+    return load_synthetic_matting(0, num_test, seed, image_size, cache_dir, no_target_share=no_target_share)["test"]
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ class Sample:
     text_index: int
     text: str
     text_type: str
+    has_target: bool = True  # False: the text names nothing in the image (an all-zero ground truth)
 
     @property
     def key(self) -> Tuple[str, int]:
@@ -149,11 +153,13 @@ def list_samples(dataset, text_type_names: Optional[Sequence[str]] = None) -> Li
     """Every (instance, text) pair of ``dataset``, in row order then text order.
 
     A text's type is the row's ``text_types`` entry; where the set gives none (RefMatte, RW100), it is
-    ``text_type_names[index]`` if given, else ``text_<index>``.
+    ``text_type_names[index]`` if given, else ``text_<index>``. A sample has a target unless its row's
+    ``has_target`` is False (sets saved before that column existed have a target everywhere).
     """
     columns = {name: list(dataset[name]) for name in ("texts", "text_types", "instance_id", "image_id")}
+    flags = list(dataset["has_target"]) if "has_target" in dataset.column_names else [True] * len(dataset)
     seen, samples = set(), []
-    for row, (texts, types, instance_id, image_id) in enumerate(zip(*columns.values())):
+    for row, (texts, types, instance_id, image_id, has_target) in enumerate(zip(*columns.values(), flags)):
         if instance_id in seen:
             raise ValueError(f"instance_id {instance_id!r} appears twice in the dataset; keys must be unique.")
         seen.add(instance_id)
@@ -168,7 +174,9 @@ def list_samples(dataset, text_type_names: Optional[Sequence[str]] = None) -> Li
                 kind = text_type_names[index]
             else:
                 kind = f"text_{index}"
-            samples.append(Sample(row, instance_id, image_id, index, text, kind))
+            samples.append(
+                Sample(row, instance_id, image_id, index, text, kind, has_target is None or bool(has_target))
+            )
     return samples
 
 

@@ -49,8 +49,13 @@ def part_files(output_dir: Path) -> List[Path]:
 CSV_COLUMNS = (
     ("instance_id", "text_index", "text_type", "image_id", "height", "width")
     + METRIC_NAMES
-    + ("seconds", "device", "text")
+    + ("has_target", "grounding_score", "seconds", "device", "text")
 )
+
+
+#: Columns a row may leave empty (``device``), or that files written before they existed lack: such a row has a
+#: target and no grounding score.
+OPTIONAL_COLUMNS = ("device", "has_target", "grounding_score")
 
 
 HEADER_FORMAT = 1
@@ -102,8 +107,8 @@ def read_samples_csv(path: Path, trim: bool = True) -> List[Dict[str, Any]]:
     rows = []
     with open(path, newline="", encoding="utf-8") as handle:
         for raw in csv.DictReader(handle):
-            # device may be empty; a cut-off row lacks its numbers
-            if any(raw.get(n) in (None, "") for n in CSV_COLUMNS if n != "device"):
+            # a cut-off row lacks its numbers (the optional columns come before `seconds` and `text`)
+            if any(raw.get(n) in (None, "") for n in CSV_COLUMNS if n not in OPTIONAL_COLUMNS):
                 continue
             rows.append(_typed(raw))
     return rows
@@ -131,9 +136,15 @@ def merge_part_files(output_dir: Path, order: Iterable[Tuple[str, int]]) -> bool
         return False
     done = read_all_samples(output_dir)
     ordered = [done.pop(key) for key in order if key in done]
-    rows = ordered + list(done.values())
-    target = Path(output_dir) / SAMPLES_FILE
-    descriptor, temporary = tempfile.mkstemp(dir=output_dir, prefix=f".{SAMPLES_FILE}.", suffix=".partial")
+    _write_rows(Path(output_dir) / SAMPLES_FILE, ordered + list(done.values()))
+    for path in parts:
+        path.unlink()
+    return True
+
+
+def _write_rows(target: Path, rows: List[Dict[str, Any]]) -> None:
+    """Writes ``rows`` with the header of :data:`CSV_COLUMNS` to ``target``, replacing it atomically."""
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     try:
         with os.fdopen(descriptor, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
@@ -146,23 +157,28 @@ def merge_part_files(output_dir: Path, order: Iterable[Tuple[str, int]]) -> bool
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
-    for path in parts:
-        path.unlink()
-    return True
 
 
 def _as_written(row: Dict[str, Any]) -> Dict[str, Any]:
-    """A typed row as :class:`CsvAppender` writes it (floats as repr: they read back exactly)."""
+    """A typed row as :class:`CsvAppender` writes it (floats as repr: they read back exactly; None as empty)."""
     return {name: row[name] for name in CSV_COLUMNS}
 
 
 def _typed(raw: Dict[str, str]) -> Dict[str, Any]:
-    row: Dict[str, Any] = dict(raw)
+    row: Dict[str, Any] = {name: raw.get(name) for name in CSV_COLUMNS}
     for name in ("text_index", "height", "width"):
         row[name] = int(raw[name])
     for name in METRIC_NAMES + ("seconds",):
         row[name] = float(raw[name])
+    row["device"] = raw.get("device") or ""
+    row["has_target"] = raw.get("has_target") != "False"
+    row["grounding_score"] = float(raw["grounding_score"]) if raw.get("grounding_score") else None
     return row
+
+
+def _header(path: Path) -> List[str]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return next(csv.reader(handle), [])
 
 
 def _drop_partial_line(path: Path) -> None:
@@ -180,6 +196,8 @@ class CsvAppender:
         if path is None:
             return
         new = not path.is_file() or path.stat().st_size == 0
+        if not new and _header(path) != list(CSV_COLUMNS):  # a file of an older version: rewritten in these columns
+            _write_rows(path, read_samples_csv(path))
         self.handle = open(path, "a", newline="", encoding="utf-8")
         self.writer = csv.DictWriter(self.handle, fieldnames=CSV_COLUMNS)
         if new:

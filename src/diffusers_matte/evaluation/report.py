@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -19,6 +19,10 @@ UNITS = {
     "conn": "DIM connectivity error / 1000",
     "time_ms": "wall time of the model call per (image, text) pair, milliseconds",
 }
+
+
+#: The share of rows with a target that the grounding report's threshold rejects (its false-rejection rate).
+FALSE_REJECTION_RATE = 0.05
 
 
 COLUMN_LABELS = {
@@ -38,6 +42,61 @@ def _means(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     return means
 
 
+def auroc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """The area under the ROC curve of scores that should be higher for ``positive`` than for ``negative``: the
+    probability that a positive outscores a negative, ties counting one half (Mann-Whitney U over the two counts)."""
+    positive, negative = np.asarray(positive, np.float64), np.asarray(negative, np.float64)
+    if not len(positive) or not len(negative):
+        raise ValueError(f"auroc needs scores of both classes, got {len(positive)} and {len(negative)}.")
+    _, inverse, counts = np.unique(np.concatenate([positive, negative]), return_inverse=True, return_counts=True)
+    midranks = np.cumsum(counts) - (counts - 1) / 2.0  # tied scores share the mean of their ranks (1-based)
+    rank_sum = midranks[inverse[: len(positive)]].sum()
+    return float((rank_sum - len(positive) * (len(positive) + 1) / 2.0) / (len(positive) * len(negative)))
+
+
+def rejection_at(
+    target_scores: Sequence[float], no_target_scores: Sequence[float], false_rejection_rate: float
+) -> Dict[str, float]:
+    """Rejecting every score below a threshold: the highest threshold that rejects at most
+    ``false_rejection_rate`` of ``target_scores`` (the score at that quantile), the share of them it rejects, and
+    the share of ``no_target_scores`` it rejects."""
+    if not 0.0 <= false_rejection_rate < 1.0:
+        raise ValueError(f"`false_rejection_rate` must be in [0, 1), got {false_rejection_rate!r}.")
+    target, no_target = np.sort(np.asarray(target_scores, np.float64)), np.asarray(no_target_scores, np.float64)
+    threshold = float(target[int(np.floor(false_rejection_rate * len(target)))])
+    return {
+        "threshold": threshold,
+        "false_rejection_rate": float(np.mean(target < threshold)),
+        "no_target_rejection_rate": float(np.mean(no_target < threshold)),
+    }
+
+
+def grounding_summary(
+    rows: List[Dict[str, Any]], false_rejection_rate: float = FALSE_REJECTION_RATE
+) -> Optional[Dict[str, Any]]:
+    """How well the grounding score tells texts that name something from texts that name nothing: its AUROC and
+    the rejection of :func:`rejection_at`, on the rows that have a score, with the means of the four metrics on the
+    rows without a target (the mass the model predicts where there is nothing). ``None`` without such rows."""
+    absent = [r for r in rows if not r.get("has_target", True)]
+    if not absent:
+        return None
+    scored = [r for r in rows if r.get("grounding_score") is not None]
+    target = [r["grounding_score"] for r in scored if r.get("has_target", True)]
+    no_target = [r["grounding_score"] for r in scored if not r.get("has_target", True)]
+    summary: Dict[str, Any] = {
+        "target_samples": len(rows) - len(absent),
+        "no_target_samples": len(absent),
+        "scored_samples": len(scored),
+        "no_target_mean": _means(absent),
+        "auroc": None,
+        "target_false_rejection_rate": false_rejection_rate,
+    }
+    if target and no_target:
+        summary["auroc"] = auroc(target, no_target)
+        summary.update(rejection_at(target, no_target, false_rejection_rate))
+    return summary
+
+
 def summarize(
     rows: List[Dict[str, Any]],
     header: Dict[str, Any],
@@ -46,6 +105,9 @@ def summarize(
 ) -> Dict[str, Any]:
     """Means over all samples (the paper's "average result among these 4 expressions") and per text type.
 
+    Samples whose text names nothing in the image (``has_target`` False) are left out of these means, and
+    summarised under ``grounding`` (:func:`grounding_summary`; ``None`` when the set has none).
+
     Args:
         rows: per-sample rows (as in ``samples.csv``).
         header: the run's description (``run.json``).
@@ -53,19 +115,21 @@ def summarize(
         device: the device of this run, reported with the timings.
     """
     by_type: Dict[str, List[Dict[str, Any]]] = defaultdict(list)
-    for row in rows:
+    with_target = [row for row in rows if row.get("has_target", True)]
+    for row in with_target:
         by_type[row["text_type"]].append(row)
     return {
         "run": header,
         "device": device,
         "devices_in_csv": sorted({r["device"] for r in rows if r["device"]}),
         "num_samples": len(rows),
-        "num_instances": len({r["instance_id"] for r in rows}),
+        "num_instances": len({r["instance_id"] for r in with_target}),
         "num_target_samples": len(rows) if total is None else total,
         "complete": total is None or len(rows) == total,
         "units": UNITS,
-        "mean": _means(rows),
+        "mean": _means(with_target),
         "per_text_type": {kind: _means(group) for kind, group in by_type.items()},
+        "grounding": grounding_summary(rows),
     }
 
 
@@ -90,11 +154,32 @@ def format_markdown(summary: Dict[str, Any]) -> str:
     for name, means in subsets:
         cells = [str(means["samples"])] + [_fmt(means[c], c) for c in columns[1:]]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += _grounding_lines(summary.get("grounding"))
     lines += [
         "",
         "Units: " + "; ".join(f"{COLUMN_LABELS[k]} = {v}" for k, v in UNITS.items()) + ".",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _grounding_lines(grounding: Optional[Dict[str, Any]]) -> List[str]:
+    if grounding is None:
+        return []
+    sad = _fmt(grounding["no_target_mean"]["sad"], "sad")
+    lines = [
+        "",
+        f"Texts that name nothing in the image: {grounding['no_target_samples']} samples, not in the table above "
+        f"(their mean SAD, the alpha predicted where there is nothing: {sad}).",
+    ]
+    if grounding["auroc"] is None:
+        return lines + ["The predictor gives no grounding score."]
+    share = 100 * grounding["target_false_rejection_rate"]
+    return lines + [
+        f"Grounding score: AUROC {grounding['auroc']:.3f} (texts with vs without a target, "
+        f"{grounding['scored_samples']} scored samples); rejecting scores below {grounding['threshold']:.3f} "
+        f"(at most {share:g}% of texts with a target; {100 * grounding['false_rejection_rate']:.1f}% here) rejects "
+        f"{100 * grounding['no_target_rejection_rate']:.1f}% of texts without one."
+    ]
 
 
 def _fmt(value: float, column: str) -> str:

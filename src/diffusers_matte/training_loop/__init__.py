@@ -49,9 +49,22 @@ from .options import (
     validation_pairs,
 )
 from .outputs import push_outputs, save_outputs, training_summary
-from .validation import VALIDATION_DIR, VALIDATION_GRID, load_validation_pixels, log_validation
+from .validation import (
+    EVALUATION_DIR,
+    VALIDATION_DIR,
+    VALIDATION_GRID,
+    alpha_predictor,
+    load_validation_pixels,
+    log_evaluation,
+    log_step,
+    log_validation,
+    predicting,
+)
 
 __all__ = [
+    "EVALUATION_DIR",
+    "alpha_predictor",
+    "predicting",
     "CAPTIONS_FILE",
     "DATASET_NAMES",
     "DatasetArgumentError",
@@ -75,6 +88,8 @@ __all__ = [
     "load_train_rows",
     "load_train_sets",
     "load_validation_pixels",
+    "log_evaluation",
+    "log_step",
     "log_validation",
     "make_accelerator",
     "make_augmentations",

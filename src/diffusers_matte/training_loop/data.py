@@ -11,6 +11,7 @@ import datasets
 import numpy as np
 import torch
 
+from ..data.common import row_has_target
 from ..data.transforms import TrainingTransform, collate_training_examples
 
 # The sets `--dataset name=folder` reads, each through its own loader, straight from the user's download.
@@ -77,6 +78,7 @@ def load_dataset_spec(spec: DatasetSpec, args: argparse.Namespace) -> datasets.D
             num_test=0,
             seed=args.seed,
             image_size=args.synthetic_image_size,
+            no_target_share=getattr(args, "synthetic_no_target_share", 0.0),
         )["train"]
     what = "expected 'synthetic' or a save_to_disk folder" if not spec.name else f"the {spec.name} folder"
     if not spec.path.is_dir():
@@ -172,8 +174,10 @@ class RowDataset(torch.utils.data.Dataset):
     Indices are global over the sets, in their order. An integer `index` (the shuffled one-set loader) draws the
     expression and augmentation from `(seed, epoch, index)`; an `(index, draw)` pair (the scheduled loader) from
     `(seed, draw)`, `draw` numbering the samples of the run, so a resumed run sees exactly the batches of an
-    uninterrupted one. Each example also carries `dataset`, the name of its set. Rows of images with several
-    instances get the union of their alphas (for RefMatte's background blur).
+    uninterrupted one. Each example also carries `dataset`, the name of its set, and `has_target`, a bool tensor
+    (False for a text that names nothing in the image: its alpha is all zero, so its region map is all background,
+    and the losses of eqs. 2, 7 and 8 teach the model to predict nothing). Rows of images with several instances get
+    the union of their alphas (for RefMatte's background blur).
     """
 
     def __init__(self, rows, transform: TrainingTransform, seed: int):
@@ -224,6 +228,7 @@ class RowDataset(torch.utils.data.Dataset):
         name, row = self.names[k], self.sets[self.names[k]][index - self.offsets[k]]
         example = self.transform(row, union_alpha=self._union_alpha(name, row))
         example["dataset"] = name or row.get("source", "")
+        example["has_target"] = torch.tensor(row_has_target(row))
         return example
 
 

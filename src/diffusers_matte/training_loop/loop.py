@@ -25,7 +25,7 @@ from ..pipelines.soft_grounding.pipeline_soft_grounding import encode_latents, t
 from .data import ProcessScheduledBatchSampler
 from .ema import make_ema_models, register_ema_hooks, trained_parameters
 from .options import TRAIN_LOG, check_output_dir, check_tracker, prepare_hub_repo, run_artifacts
-from .validation import log_validation
+from .validation import log_step
 
 logger = get_logger(__name__)
 
@@ -241,12 +241,8 @@ def train(
                     global_step,
                     args.checkpoints_total_limit,
                 )
-            if (
-                validate_fn is not None
-                and global_step % args.validation_steps == 0
-                and global_step < args.max_train_steps
-            ):
-                log_validation(args, accelerator, models, emas, validate_fn, global_step)
+            if validate_fn is not None and global_step < args.max_train_steps:
+                log_step(args, accelerator, models, emas, validate_fn, global_step)
             if global_step >= args.max_train_steps:
                 break
         epoch += 1
@@ -254,7 +250,7 @@ def train(
     for name, ema in emas.items():  # the averaged weights are the stage's output
         ema.copy_to(trained_parameters(models[name]))
     if validate_fn is not None:
-        log_validation(args, accelerator, models, {}, validate_fn, global_step, final=True)
+        log_step(args, accelerator, models, {}, validate_fn, global_step, final=True)
     return {name: accelerator.unwrap_model(model) for name, model in wrapped.items()}
 
 

@@ -9,16 +9,21 @@ from typing import Optional
 
 from .. import training_utils
 from ..data.targets import MORPHOLOGY_KERNEL_SIZE
+from ..evaluation.protocols import PROTOCOLS
 
 TRAIN_LOG = "train_log.jsonl"
 
 
 STAGE_SCRIPTS = {
-    "semantic": "training/train_teacher.py",
-    "transparency": "training/train_distill.py",
-    "decoder": "training/train_matting_decoder.py",
+    "teacher": "training/train_teacher.py",
+    "distill": "training/train_distill.py",
+    "matting_decoder": "training/train_matting_decoder.py",
     "refiner": "training/train_refiner.py",
 }
+
+
+# The stages whose output is a pipeline: their prediction is an alpha that `--eval_protocol` can score.
+EVALUATED_STAGES = ("matting_decoder", "refiner")
 
 
 def add_training_args(parser: argparse.ArgumentParser, stage: str) -> None:
@@ -155,6 +160,13 @@ def add_training_args(parser: argparse.ArgumentParser, stage: str) -> None:
         help="images of the synthetic set (--dataset synthetic)",
     )
     add("--synthetic_image_size", type=int, default=256)
+    add(
+        "--synthetic_no_target_share",
+        type=float,
+        default=0.0,
+        help="share of generated synthetic images that also get a row whose texts name nothing in them (all-zero "
+        "alpha; --dataset synthetic only)",
+    )
     add("--max_train_samples", type=int, default=None)
     add(
         "--morphology_kernel_size",
@@ -189,6 +201,8 @@ def add_training_args(parser: argparse.ArgumentParser, stage: str) -> None:
         help="predict the validation pairs every this many steps (and at the end): images under "
         "<output_dir>/validation/ and in the trackers, the last grid in the model card",
     )
+    if stage in EVALUATED_STAGES:
+        add_eval_args(parser)
     add(
         "--use_ema",
         action="store_true",
@@ -218,6 +232,43 @@ def add_training_args(parser: argparse.ArgumentParser, stage: str) -> None:
     )
     add("--hub_model_id", default=None)
     add("--hub_token", default=None)
+
+
+def add_eval_args(parser: argparse.ArgumentParser) -> None:
+    """`--eval_protocol` and its options, for the stages whose output is a pipeline (`EVALUATED_STAGES`)."""
+    add = parser.add_argument
+    add(
+        "--eval_protocol",
+        choices=sorted(PROTOCOLS),
+        default=None,
+        help="score the stage's alpha on this held-out split every --eval_steps (and at the end) with the "
+        "evaluation harness: SAD, MSE, GRAD and CONN go to the trackers as eval/<metric>, the harness's files under "
+        "<output_dir>/evaluation/step-<N>/",
+    )
+    add(
+        "--eval_data_dir",
+        default=None,
+        help="your copy of the --eval_protocol set (synthetic: a save_to_disk folder, or none to generate its test "
+        "split from --seed, --synthetic_num_test and --synthetic_image_size)",
+    )
+    add(
+        "--eval_captions_file",
+        default=None,
+        help="caption file of the am2k and p3m_500_* protocols (training/caption_dataset.py)",
+    )
+    add("--eval_steps", type=int, default=500, help="score --eval_protocol every this many steps (and at the end)")
+    add(
+        "--eval_max_samples",
+        type=int,
+        default=None,
+        help="score only the first this many (image, text) pairs of the split (default: all)",
+    )
+    add(
+        "--synthetic_num_test",
+        type=int,
+        default=200,
+        help="images of the generated synthetic test split (--eval_protocol synthetic without --eval_data_dir)",
+    )
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -283,6 +334,30 @@ def validate_args(args: argparse.Namespace) -> None:
         if not Path(path).is_file():
             raise FileNotFoundError(f"--validation_image {path!r} is not a file.")
     validation_pairs(args)
+    check_eval_args(args)
+
+
+def check_eval_args(args: argparse.Namespace) -> None:
+    """`--eval_protocol` and its options, checked before anything loads: the folder and caption file the protocol
+    reads, positive counts."""
+    if getattr(args, "eval_protocol", None) is None:
+        return
+    for name in ("eval_steps", "eval_max_samples", "synthetic_num_test"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}.")
+    protocol = PROTOCOLS[args.eval_protocol]
+    if args.eval_data_dir is None and protocol.name != "synthetic":
+        raise ValueError(f"--eval_protocol {protocol.name} needs --eval_data_dir, the folder of your copy of the set.")
+    if args.eval_data_dir is not None and not Path(args.eval_data_dir).is_dir():
+        raise FileNotFoundError(f"--eval_data_dir {args.eval_data_dir!r} is not a folder.")
+    if protocol.uses_captions != (args.eval_captions_file is not None):
+        captioned = ", ".join(name for name, p in PROTOCOLS.items() if p.uses_captions)
+        raise ValueError(
+            f"--eval_captions_file is for the caption-based protocols ({captioned}): --eval_protocol "
+            f"{protocol.name} {'needs one' if protocol.uses_captions else 'takes none'}."
+        )
+    if args.eval_captions_file is not None and not Path(args.eval_captions_file).is_file():
+        raise FileNotFoundError(f"--eval_captions_file {args.eval_captions_file!r} is not a file.")
 
 
 # Trackers accelerate can report to, and the packages each needs.

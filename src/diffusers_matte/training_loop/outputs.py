@@ -77,6 +77,19 @@ def training_summary(args: argparse.Namespace, models: dict, base_model: Optiona
             "",
             f"![validation]({VALIDATION_GRID})",
         ]
+    scores = getattr(args, "evaluation_summary", None)
+    if scores:  # --eval_protocol: the metrics of the last step, on the stage's validation alpha
+        lines += [
+            "",
+            "## Evaluation during training",
+            "",
+            f"`{scores['protocol']}` protocol, {scores['samples']} samples, step {scores['step']} (the stage's "
+            "8-bit validation alpha at the training resolution; `training/evaluate.py` scores the saved pipeline):",
+            "",
+            "| SAD | MSE | GRAD | CONN |",
+            "|---|---|---|---|",
+            f"| {scores['sad']:.3f} | {scores['mse']:.4f} | {scores['grad']:.3f} | {scores['conn']:.3f} |",
+        ]
     return "\n".join(lines)
 
 

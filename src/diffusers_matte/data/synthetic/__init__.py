@@ -15,17 +15,24 @@ What makes it hard:
   the text tells which one is meant; backgrounds that sometimes share an instance's colour.
 
 Every expression identifies exactly one instance of its image: the generator adds the fewest attributes needed (a
-keyword becomes "red ball" when the image has two balls) and re-draws a scene it cannot disambiguate.
+keyword becomes "red ball" when the image has two balls) and re-draws a scene it cannot disambiguate. With
+``no_target_share > 0``, images may also get a row whose expressions of the same four kinds name *none* of their
+instances (a category, colour, position or relation that is not there; :func:`absent_expressions`), with an
+all-zero alpha and ``has_target=False``. No expression names two or more instances, so the set has no ambiguous
+rows to flag.
 
 Generate and load with one command::
 
     python -m diffusers_matte.data.synthetic --output_dir data/synthetic --num_train 20000 --num_test 500
+
+(``--no_target_share 0.3`` adds a no-target row to 30% of the images)
 
 or in Python: ``load_synthetic_matting(num_train=..., num_test=..., seed=0)`` (a :class:`datasets.DatasetDict`).
 """
 
 from .builder import (
     IMAGE_FORMATS,
+    NO_TARGET_STREAM,
     SPLIT_IDS,
     SyntheticMatting,
     SyntheticMattingConfig,
@@ -33,7 +40,7 @@ from .builder import (
     main,
     scene_rows,
 )
-from .expressions import ATTRIBUTE_ORDER, PARAPHRASES, describe, paraphrase
+from .expressions import ABSENT_MAX_SHARE, ATTRIBUTE_ORDER, PARAPHRASES, absent_expressions, describe, paraphrase
 from .scenes import MATERIAL_OF, REPLICATION_LAYOUT, Scene, SceneLayout, compose, generate_scene, paint, render_layers
 from .shapes import (
     CATEGORIES,
@@ -54,6 +61,7 @@ from .shapes import (
 )
 
 __all__ = [
+    "ABSENT_MAX_SHARE",
     "ATTRIBUTE_ORDER",
     "CATEGORIES",
     "COLORS",
@@ -61,6 +69,7 @@ __all__ = [
     "IMAGE_FORMATS",
     "Instance",
     "MATERIAL_OF",
+    "NO_TARGET_STREAM",
     "PARAPHRASES",
     "REPLICATION_LAYOUT",
     "SIZE_RANGES",
@@ -76,6 +85,7 @@ __all__ = [
     "THIN_THINGS",
     "TRANSPARENT_THINGS",
     "V_WORDS",
+    "absent_expressions",
     "compose",
     "describe",
     "fractal_noise",

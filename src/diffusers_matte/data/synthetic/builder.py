@@ -16,10 +16,16 @@ import numpy as np
 from PIL import Image
 
 from ..common import MATTING_FEATURES, make_row
-from .scenes import SceneLayout, generate_scene
+from .expressions import absent_expressions, paraphrase
+from .scenes import Scene, SceneLayout, generate_scene
 from .shapes import SOURCE, TEXT_TYPES
 
 SPLIT_IDS = {"train": 0, "test": 1}
+
+
+# The no-target rows draw from their own stream of `[seed, split, index, NO_TARGET_STREAM]`, not from the scene's:
+# asking for them adds rows and changes none of the others.
+NO_TARGET_STREAM = 1
 
 
 IMAGE_FORMATS = {
@@ -44,12 +50,16 @@ def scene_rows(
     size: int = 256,
     image_format: str = "png",
     layout: Optional[SceneLayout] = None,
+    no_target_share: float = 0.0,
 ) -> List[Dict[str, Any]]:
     """The rows (one per instance, :data:`~diffusers_matte.data.common.MATTING_FEATURES`) of one scene.
 
     ``image_format`` is ``"png"`` (lossless, about 110 KB per 256x256 image) or ``"jpeg"`` (quality 95, about
-    17 KB, like the JPEG photos of the real sets). Alphas are always PNG.
+    17 KB, like the JPEG photos of the real sets). Alphas are always PNG. With probability ``no_target_share`` the
+    scene also gets a last row whose expressions name none of its instances (:func:`absent_expressions`), with an
+    all-zero alpha and ``has_target=False``; the other rows are the same whatever the share.
     """
+    _check_share(no_target_share)
     scene = generate_scene([seed, SPLIT_IDS[split], index], size=size, layout=layout)
     image_id = f"synthetic_{split}_{index:07d}"
     image = {"bytes": _encode(scene.image, image_format), "path": None}
@@ -77,7 +87,34 @@ def scene_rows(
                 meta=meta,
             )
         )
+    rng = np.random.default_rng([seed, SPLIT_IDS[split], index, NO_TARGET_STREAM])
+    if rng.random() < no_target_share:
+        rows.append(_no_target_row(scene, image, image_id, rng, layout or SceneLayout()))
     return rows
+
+
+def _no_target_row(
+    scene: Scene, image: Dict[str, Any], image_id: str, rng: np.random.Generator, layout: SceneLayout
+) -> Dict[str, Any]:
+    size = scene.image.shape[0]
+    pairs = absent_expressions(scene.instances, size, rng)
+    texts = [paraphrase(text, rng) if layout.paraphrase else text for text, _ in pairs]
+    return make_row(
+        image,
+        {"bytes": _encode(np.zeros((size, size), np.uint8)), "path": None},
+        texts,
+        f"{image_id}_none",
+        image_id,
+        SOURCE,
+        text_types=[kind for _, kind in pairs],
+        meta={"num_instances": len(scene.instances)},
+        has_target=False,
+    )
+
+
+def _check_share(no_target_share: float) -> None:
+    if not 0.0 <= no_target_share <= 1.0:
+        raise ValueError(f"no_target_share must be in [0, 1], got {no_target_share!r}")
 
 
 @dataclass
@@ -90,8 +127,10 @@ class SyntheticMattingConfig(datasets.BuilderConfig):
     image_size: int = 256
     image_format: str = "png"
     layout: SceneLayout = SceneLayout()
-    # Part of the `datasets` cache key: bump it whenever generation changes, so stale caches are not reused.
-    version: datasets.Version = datasets.Version("1.2.0")
+    no_target_share: float = 0.0
+    # Part of the `datasets` cache key: bump it whenever generation changes, so stale caches are not reused
+    # (1.3.0: the `has_target` column).
+    version: datasets.Version = datasets.Version("1.3.0")
 
 
 class SyntheticMatting(datasets.GeneratorBasedBuilder):
@@ -119,7 +158,10 @@ class SyntheticMatting(datasets.GeneratorBasedBuilder):
     def _generate_examples(self, split: str, count: int) -> Iterator[Tuple[str, Dict[str, Any]]]:
         cfg = self.config
         for index in range(count):
-            for row in scene_rows(cfg.seed, split, index, cfg.image_size, cfg.image_format, cfg.layout):
+            rows = scene_rows(
+                cfg.seed, split, index, cfg.image_size, cfg.image_format, cfg.layout, cfg.no_target_share
+            )
+            for row in rows:
                 yield row["instance_id"], row
 
 
@@ -131,16 +173,22 @@ def load_synthetic_matting(
     cache_dir: Optional[str] = None,
     image_format: str = "png",
     layout: Optional[SceneLayout] = None,
+    no_target_share: float = 0.0,
 ) -> datasets.DatasetDict:
     """Generates (or loads from the ``datasets`` cache) the synthetic set: ``DatasetDict`` with train and test.
 
     Args:
-        num_train / num_test: number of *images* per split; each gives 2 to 4 rows (one per instance).
+        num_train / num_test: number of *images* per split; each gives 2 to 4 rows (one per instance), and maybe
+            a no-target row.
         seed: base seed; image ``i`` of a split is drawn from ``[seed, split id, i]``, so any subset is reproducible.
         image_size: side of the square images.
         cache_dir: ``datasets`` cache folder (default: the Hugging Face cache).
         image_format: ``"png"`` (lossless) or ``"jpeg"`` (quality 95, about 6x smaller).
         layout: number and size of the objects, and wording (default :class:`SceneLayout`).
+        no_target_share: share of the images that also get a row whose expressions (up to one per kind) name none
+            of its instances, with an all-zero alpha and ``has_target=False`` (see :func:`scene_rows`). An image
+            has 2 to ``layout.max_instances`` instance rows, so the share of rows is smaller: with 2.5 instances per
+            image on average, 0.5 gives about one no-target row in six. 0 (the default) gives the set as before.
     """
     if num_train < 0 or num_test < 0:
         raise ValueError(f"num_train and num_test must be >= 0, got {num_train} and {num_test}")
@@ -148,6 +196,7 @@ def load_synthetic_matting(
         raise ValueError(f"image_size must be at least 64, got {image_size}")
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
+    _check_share(no_target_share)
     builder = SyntheticMatting(
         cache_dir=cache_dir,
         config_name="default",
@@ -157,6 +206,7 @@ def load_synthetic_matting(
         image_size=image_size,
         image_format=image_format,
         layout=layout or SceneLayout(),
+        no_target_share=float(no_target_share),
     )
     builder.download_and_prepare()
     return builder.as_dataset()
@@ -199,6 +249,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         help="vary the expressions' wording with synonyms",
     )
     parser.add_argument(
+        "--no_target_share",
+        type=float,
+        default=0.0,
+        help="share of images that also get a row whose expressions name nothing in them (all-zero alpha)",
+    )
+    parser.add_argument(
         "--cache_dir",
         default=None,
         help="datasets cache folder (default: the HF cache)",
@@ -217,10 +273,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         args.cache_dir,
         args.image_format,
         SceneLayout(args.max_instances, args.object_scale, args.thin_weight, args.paraphrase),
+        args.no_target_share,
     )
     elapsed = time.perf_counter() - start
     dataset.save_to_disk(str(output))
-    summary = {split: {"instances": len(ds), "images": len(set(ds["image_id"]))} for split, ds in dataset.items()}
+    summary = {}
+    for split, ds in dataset.items():
+        no_target = sum(not flag for flag in ds["has_target"])
+        summary[split] = {"instances": len(ds) - no_target, "images": len(set(ds["image_id"]))}
+        if no_target:
+            summary[split]["no_target_rows"] = no_target
     print(
         json.dumps(
             {

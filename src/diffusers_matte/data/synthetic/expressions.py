@@ -1,6 +1,7 @@
 # Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
-"""Referring expressions of the four RefMatte kinds for a scene's instances, each naming exactly one of them, and
-the paraphrases a person would use."""
+"""Referring expressions of the four RefMatte kinds for a scene's instances, each naming exactly one of them; the
+expressions of the same kinds that name none of them (:func:`absent_expressions`); and the paraphrases a person
+would use."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .shapes import H_WORDS, SOLID_SHAPES, V_WORDS, Instance
+from .shapes import CATEGORIES, COLORS, H_WORDS, SOLID_SHAPES, V_WORDS, Instance
 
 
 def _cell(inst: Instance, size: int) -> Tuple[int, int]:
@@ -172,6 +173,119 @@ def _basic_expression(desc: Dict[str, Any], rng: np.random.Generator) -> str:
         return f"the {head}"
     attrs = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
     return f"the {head} which is {attrs}"
+
+
+# "the ball to the left of the box" names nothing when every ball is clearly on the box's other side.
+_OPPOSITE = {
+    "to the left of": "to the right of",
+    "to the right of": "to the left of",
+    "above": "below",
+    "below": "above",
+}
+
+
+# An instance with less than this share of its alpha in the part of the image a position names is not there.
+ABSENT_MAX_SHARE = 0.05
+
+
+def _reach(cell: Tuple[int, int]) -> List[Tuple[int, int]]:
+    """The cells an absolute phrase can be read as naming: its own for a corner or the centre; the whole row for "at
+    the top/bottom" and the whole column for "on the left/right side", which a person also says of an object in a
+    corner."""
+    h, v = cell
+    if h == 1 and v != 1:
+        return [(column, v) for column in range(3)]
+    if v == 1 and h != 1:
+        return [(h, row) for row in range(3)]
+    return [cell]
+
+
+def _is_clear_of(inst: Instance, cell: Tuple[int, int], size: int) -> bool:
+    """Neither ``inst``'s centroid nor more than `ABSENT_MAX_SHARE` of its alpha lies where ``cell``'s phrase names."""
+    cells = _reach(cell)
+    if inst.cell in cells:
+        return False
+    (h0, v0), (h1, v1) = cells[0], cells[-1]
+    rows = slice(round(v0 * size / 3), round((v1 + 1) * size / 3))
+    columns = slice(round(h0 * size / 3), round((h1 + 1) * size / 3))
+    return float(inst.alpha[rows, columns].sum()) < ABSENT_MAX_SHARE * float(inst.alpha.sum())
+
+
+def _absent_keyword(instances: List[Instance], rng: np.random.Generator) -> str:
+    present = {inst.category for inst in instances}
+    absent = [c for c in CATEGORIES if c not in present]
+    return _noun_phrase({"category": str(rng.choice(absent))})
+
+
+def _absent_basic(instances: List[Instance], rng: np.random.Generator) -> str:
+    """A category the image holds, in a colour none of its instances of that category has, worded like the basic
+    expressions of :func:`describe` (size and material of a real instance, so the wording does not give it away)."""
+    model = instances[int(rng.integers(len(instances)))]
+    taken = {inst.color for inst in instances if inst.category == model.category}
+    desc = {"category": model.category, "color": str(rng.choice([c for c in COLORS if c not in taken]))}
+    for extra in ("size", "material"):
+        desc[extra] = model.attribute(extra)
+    if model.blurry:
+        desc["blurry"] = True
+    return _basic_expression(desc, rng)
+
+
+def _absent_absolute(instances: List[Instance], size: int, rng: np.random.Generator) -> Optional[str]:
+    """A category the image holds, at a position none of its instances reaches (see :func:`_reach`)."""
+    category = instances[int(rng.integers(len(instances)))].category
+    same = [inst for inst in instances if inst.category == category]
+    cells = [(h, v) for v in range(3) for h in range(3)]
+    clear = [cell for cell in cells if all(_is_clear_of(inst, cell, size) for inst in same)]
+    if not clear:
+        return None
+    cell = clear[int(rng.integers(len(clear)))]
+    return f"the {_noun_phrase({'category': category})} {_absolute_phrase(cell)}"
+
+
+def _absent_relative(instances: List[Instance], size: int, rng: np.random.Generator) -> Optional[str]:
+    """A category the image holds, on the side of a reference instance where none of its instances is (each one
+    clearly on the opposite side)."""
+    order = {id(inst): k for k, inst in enumerate(instances)}
+    categories = sorted({inst.category for inst in instances})
+    for ref_index in rng.permutation(len(instances)):
+        ref = instances[int(ref_index)]
+        ref_desc = _minimal_description(ref, instances)
+        if ref_desc is None:
+            continue
+        for category in rng.permutation(categories):
+            head = _noun_phrase({"category": str(category)})
+            same = [inst for inst in instances if inst.category == category and inst is not ref]
+            if not same or head == _noun_phrase(ref_desc):
+                continue
+            relations = [
+                relation
+                for relation, opposite in _OPPOSITE.items()
+                if all(opposite in _relations(inst, ref, size, order) for inst in same)
+            ]
+            if relations:
+                return f"the {head} {relations[int(rng.integers(len(relations)))]} the {_noun_phrase(ref_desc)}"
+    return None
+
+
+def absent_expressions(instances: List[Instance], size: int, rng: np.random.Generator) -> List[Tuple[str, str]]:
+    """Expressions that name no instance of a scene described by :func:`describe`, as ``(text, kind)`` pairs in
+    the order of ``TEXT_TYPES``, one per kind the scene allows:
+
+    * ``keyword``: a category the image does not hold ("star");
+    * ``basic``: a category it holds in a colour none of those instances has ("the large purple solid ball");
+    * ``absolute``: a category it holds at a position none of those instances reaches ("the ball in the top left
+      corner of the image"); left out when every position is taken;
+    * ``relative``: a category it holds on the side of another instance where none of those instances is ("the
+      ball to the left of the red box"); left out when no pair of the scene allows it.
+    """
+    pairs = [(_absent_keyword(instances, rng), "keyword"), (_absent_basic(instances, rng), "basic")]
+    for text, kind in (
+        (_absent_absolute(instances, size, rng), "absolute"),
+        (_absent_relative(instances, size, rng), "relative"),
+    ):
+        if text is not None:
+            pairs.append((text, kind))
+    return pairs
 
 
 # Wordings a person uses for what the generator says, tried on each expression (each applies with probability

@@ -8,17 +8,21 @@ from .image_processor import (
     load_images,
 )
 from .pipeline_soft_grounding import (
+    GROUNDING_SCORE_WINDOW,
     AlphaPrediction,
     SoftGroundingMattingOutput,
     SoftGroundingMattingPipeline,
+    grounding_score,
 )
 
 __all__ = [
+    "GROUNDING_SCORE_WINDOW",
     "AlphaPrediction",
     "SoftGroundingImageProcessor",
     "SoftGroundingMattingOutput",
     "SoftGroundingMattingPipeline",
     "cutout",
     "estimate_foreground",
+    "grounding_score",
     "load_images",
 ]

@@ -14,6 +14,7 @@ This file imports only installed libraries and its siblings `image_processor.py`
 
 import importlib
 import json
+import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass, fields
@@ -21,6 +22,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import PIL.Image
 import torch
+import torch.nn.functional as F
 from diffusers import AutoencoderKL, DiffusionPipeline
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput, logging
@@ -67,6 +69,49 @@ def encode_latents(vae: AutoencoderKL, pixels: torch.Tensor, device: torch.devic
     return latents * vae.config.scaling_factor
 
 
+# Side, in latent cells, of the local mean whose peak is the grounding score (see `grounding_score`).
+GROUNDING_SCORE_WINDOW = 3
+
+
+def grounding_score(
+    coarse_alpha: torch.Tensor, transparency: torch.Tensor, window: int = GROUNDING_SCORE_WINDOW
+) -> torch.Tensor:
+    """How clearly the model finds what a prompt names in its image: one number in [0, 1] per pair, low when the
+    prompt names nothing there. It is the peak, over the latent grid, of the `window x window` local mean of
+    `max(alpha^lr, sigmoid(R))`.
+
+    Why this, from what the UNet already predicts and without a new head: trained on texts that name nothing (an
+    all-zero alpha, hence an all-background region map, eqs. 2, 7, 8), the model learns `alpha^lr = 0` and
+    `sigmoid(R) = 0` on the whole grid for them, while a named object has cells that are opaque (`alpha^lr` near
+    1) or transparent or at its edge (`sigmoid(R)` near 1, eq. 8). The maximum of the two keeps semi-transparent
+    objects (glass, smoke, veils), whose alpha stays low, from scoring low. The peak rather than the mass, so
+    that a small object scores as high as a large one; of a local mean, so that one stray cell does not make a
+    score on its own.
+
+    Limits: it is the model's confidence, not a calibrated probability, and a threshold that separates the two
+    cases depends on the model and the data (choose it on held-out rows with and without a target). A model
+    never trained on texts without a target grounds every prompt somewhere and scores it high.
+
+    Args:
+        coarse_alpha: `(B, 1, h, w)` the UNet's `alpha^lr`, on the cells of the image (padding cropped).
+        transparency: `(B, 1, h, w)` its `sigmoid(R)`, on the same cells.
+        window: odd side of the local mean, in cells (at the edges, the mean of the cells inside the grid).
+
+    Returns:
+        `(B,)` float32 scores, each computed from its own pair only.
+    """
+    if not isinstance(window, int) or window < 1 or window % 2 == 0:
+        raise ValueError(f"`window` must be an odd positive integer, got {window!r}.")
+    if coarse_alpha.shape != transparency.shape or coarse_alpha.ndim != 4:
+        raise ValueError(
+            "`coarse_alpha` and `transparency` must both have shape (B, 1, h, w), got "
+            f"{tuple(coarse_alpha.shape)} and {tuple(transparency.shape)}."
+        )
+    presence = torch.maximum(coarse_alpha.float(), transparency.float()).clamp(0.0, 1.0)
+    local = F.avg_pool2d(presence, window, stride=1, padding=window // 2, count_include_pad=False)
+    return local.flatten(1).amax(dim=1).clamp(0.0, 1.0)
+
+
 @dataclass
 class SoftGroundingMattingOutput(BaseOutput):
     """Output of [`SoftGroundingMattingPipeline`]: one entry per (image, prompt) pair, image-major (all prompts of
@@ -78,11 +123,15 @@ class SoftGroundingMattingOutput(BaseOutput):
             "np" and "pt" give a list of `(H, W, 1)` arrays / `(1, H, W)` tensors.
         coarse_alpha: the UNet's low-resolution alpha `alpha^lr`, up-sampled to the size of `alpha`, same format.
         transparency: the UNet's transparency confidence `sigmoid(R)`, up-sampled likewise, same format.
+        grounding_score: how clearly the model finds what each prompt names in its image, in [0, 1], low when it
+            names nothing there (see [`grounding_score`]). "np": `(N,)` float32 array; "pt": `(N,)` tensor; "pil":
+            list of floats. Not part of the tuple that `return_dict=False` gives.
     """
 
     alpha: np.ndarray | torch.Tensor | list
     coarse_alpha: np.ndarray | torch.Tensor | list
     transparency: np.ndarray | torch.Tensor | list
+    grounding_score: np.ndarray | torch.Tensor | list | None = None
 
 
 @dataclass
@@ -118,6 +167,13 @@ class PreparedImage:
     @property
     def grid(self) -> tuple[int, int]:
         return tuple(self.pixels.shape[-2:])
+
+    def crop_padding(self, prediction: torch.Tensor) -> torch.Tensor:
+        """The cells of `prediction`, a map on the padded grid at any scale of it, that hold some of the image."""
+        (height, width), (pad_rows, pad_columns) = self.grid, self.padding
+        rows = max(1, math.ceil((height - pad_rows) * prediction.shape[-2] / height))
+        columns = max(1, math.ceil((width - pad_columns) * prediction.shape[-1] / width))
+        return prediction[..., :rows, :columns]
 
 
 def _import_component_modules(path: str) -> None:
@@ -410,7 +466,7 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
             resample_method_input / resample_method_output: interpolation for the resizes.
             batch_size: how many (image, prompt) pairs go through the models at once; bounds memory.
             output_type: "np", "pt" or "pil".
-            return_dict: return a [`SoftGroundingMattingOutput`] rather than the tuple
+            return_dict: return a [`SoftGroundingMattingOutput`] (with the grounding scores) rather than the tuple
                 `(alpha, coarse_alpha, transparency)`.
             num_inference_steps: `None` or 1: the model predicts in a single UNet step (any other value is an error).
             generator: accepted so that code written for other diffusers pipelines runs unchanged, and ignored:
@@ -457,7 +513,7 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
 
         # 4. Predict every (image, prompt) pair: one UNet step and the matting decoder
         pairs = [(i, p) for i, per_image in enumerate(prompts) for p in per_image]
-        results = [None] * len(pairs)
+        results, scores = [None] * len(pairs), [None] * len(pairs)
         for chunk in self.progress_bar(_batches(range(len(pairs)), [prepared[i].grid for i, _ in pairs], batch_size)):
             images_of_chunk = [pairs[k][0] for k in chunk]
             prediction = self.predict_alpha(
@@ -467,18 +523,29 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
                 device,
             )
 
-            # 5. Back to each input's frame: unpad, then resize (or refine) to the output size
+            # 5. Back to each input's frame: unpad, then resize (or refine) to the output size; score the grounding
             for j, k in enumerate(chunk):
+                image, selected = prepared[pairs[k][0]], prediction.select(j)
                 results[k] = self.postprocess_prediction(
-                    prepared[pairs[k][0]], prediction.select(j), match_input_resolution, resample_method_output, device
+                    image, selected, match_input_resolution, resample_method_output, device
                 )
+                scores[k] = self.score_grounding(image, selected)
         self.maybe_free_model_hooks()
 
         # 6. Format the outputs
         outputs = [self.image_processor.format_output([r[f] for r in results], output_type) for f in range(3)]
         if not return_dict:
             return tuple(outputs)
-        return SoftGroundingMattingOutput(*outputs)
+        grounding = torch.tensor(scores, dtype=torch.float32)  # "pil": a list of floats
+        grounding = {"pt": grounding, "np": grounding.numpy()}.get(output_type, grounding.tolist())
+        return SoftGroundingMattingOutput(*outputs, grounding_score=grounding)
+
+    def score_grounding(self, prepared: PreparedImage, prediction: AlphaPrediction) -> float:
+        """The [`grounding_score`] of one pair's prediction, read on the latent cells of its image (padding
+        cropped), before any resizing: it does not depend on the output size, the batch or the other prompts."""
+        coarse_alpha = prepared.crop_padding(prediction.coarse_alpha)
+        transparency = prepared.crop_padding(prediction.transparency)
+        return float(grounding_score(coarse_alpha, transparency)[0])
 
     def postprocess_prediction(
         self,
