@@ -291,7 +291,7 @@ from a small Stable Diffusion stand-in pretrained offline on the same procedural
 (`benchmarks/synthetic_base_model.py`). It knows the synthetic scenes only: toy shapes, glass, bubbles, smoke,
 veils, fur, tassels, dandelions and nets, 2-3 per 64 px image. It knows nothing of real photos.
 
-On the synthetic test split ({table[BASELINE]['num_samples']} image-expression pairs): SAD {c['sad']:.3f} against
+On the synthetic test split ({_target_samples(table[BASELINE])} image-expression pairs): SAD {c['sad']:.3f} against
 {empty['sad']:.3f} for an empty matte ({c['sad'] / empty['sad']:.2f}x), MSE {c['mse']:.4f} against {empty['mse']:.4f}
 ({c['mse'] / empty['mse']:.2f}x); its alpha averages {probe['referred']:.3f} on the object the sentence names and
 {probe['others']:.3f} on the image's other objects. See the results file for intervals, the other variants and the
@@ -484,7 +484,8 @@ def _recipe_lines(args, sizes: dict, table: dict, benchmark: dict) -> list[str]:
         f"{sizes['num_train']} training images of {sizes['image_size']} px (layout: {LAYOUT}) trained at "
         f"{sizes['resolution']} px, batch {sizes['batch_size']}; stage 1 {sizes['teacher_steps']} steps, stage 2 "
         f"{sizes['student_steps']} steps, stage 3 {sizes['decoder_steps']} steps. Test split: "
-        f"{first['num_instances']} instances x 4 expressions = {first['num_samples']} samples, predicted at "
+        f"{first['num_instances']} instances x 4 expressions = {_target_samples(first)} samples{_no_target_note(first)}, "
+        "predicted at "
         f"{sizes['resolution']} px and compared at native resolution on the whole image. Units: SAD, GRAD, CONN "
         "/ 1000 as DIM `evaluate.m`; MSE raw.",
         "",
@@ -495,6 +496,16 @@ def _recipe_lines(args, sizes: dict, table: dict, benchmark: dict) -> list[str]:
         f"{ceiling['empty_sad']:.3f} for the empty matte (ratio {ceiling['ratio']:.2f}).",
         "",
     ]
+
+
+def _target_samples(summary: dict) -> int:
+    grounding = summary.get("grounding")
+    return grounding["target_samples"] if grounding else summary["num_samples"]
+
+
+def _no_target_note(summary: dict) -> str:
+    grounding = summary.get("grounding")
+    return f" (plus {grounding['no_target_samples']} whose text names nothing)" if grounding else ""
 
 
 def _table_lines(table: dict, samples: dict) -> list[str]:
