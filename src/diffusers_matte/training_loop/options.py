@@ -19,6 +19,7 @@ STAGE_SCRIPTS = {
     "distill": "training/train_distill.py",
     "matting_decoder": "training/train_matting_decoder.py",
     "refiner": "training/train_refiner.py",
+    "tiny_encoder": "training/train_tiny_encoder.py",
 }
 
 
