@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import training_utils
-from ..pipelines.soft_grounding.pipeline_soft_grounding import encode_latents, tokenize
+from ..pipelines.soft_grounding.pipeline_soft_grounding import encode_latents, tokenize, vae_scale_factor
 from .data import ProcessScheduledBatchSampler
 from .ema import make_ema_models, register_ema_hooks, trained_parameters
 from .options import TRAIN_LOG, check_output_dir, check_tracker, prepare_hub_repo, run_artifacts
@@ -94,7 +94,7 @@ class FrozenEncoders:
 
     @property
     def latent_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return vae_scale_factor(self.vae)
 
     @torch.no_grad()
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:

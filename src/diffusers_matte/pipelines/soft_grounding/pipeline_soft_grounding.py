@@ -23,7 +23,7 @@ import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DiffusionPipeline
+from diffusers import AutoencoderKL, AutoencoderTiny, DiffusionPipeline
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput, logging
 from transformers import CLIPTextModel, CLIPTokenizer
@@ -63,10 +63,19 @@ def tokenize(tokenizer, text_encoder, prompts: list[str]) -> tuple[torch.Tensor,
     return ids.input_ids, max_length
 
 
-def encode_latents(vae: AutoencoderKL, pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """`z_I`: the VAE posterior mode, scaled (no sampling: the prediction is deterministic)."""
-    latents = vae.encode(pixels.to(device, vae.dtype)).latent_dist.mode()
+def encode_latents(vae: AutoencoderKL | AutoencoderTiny, pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`z_I`: the VAE posterior mode, scaled (no sampling: the prediction is deterministic). An `AutoencoderTiny`
+    (the fast mode, `training/train_tiny_encoder.py`) has no posterior: its latents are used as they come, times
+    its own `scaling_factor` (1.0 for TAESD)."""
+    encoded = vae.encode(pixels.to(device, vae.dtype))
+    latents = encoded.latents if isinstance(vae, AutoencoderTiny) else encoded.latent_dist.mode()
     return latents * vae.config.scaling_factor
+
+
+def vae_scale_factor(vae: AutoencoderKL | AutoencoderTiny) -> int:
+    """How many pixels one latent cell spans, for an `AutoencoderKL` or an `AutoencoderTiny`."""
+    channels = vae.config.get("block_out_channels") or vae.config.encoder_block_out_channels
+    return 2 ** (len(channels) - 1)
 
 
 # Side, in latent cells, of the local mean whose peak is the grounding score (see `grounding_score`).
@@ -221,7 +230,7 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
 
     def __init__(
         self,
-        vae: AutoencoderKL,
+        vae: AutoencoderKL | AutoencoderTiny,
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         text_adapter: ModelMixin,
@@ -241,7 +250,7 @@ class SoftGroundingMattingPipeline(DiffusionPipeline):
             refiner=refiner,
         )
         self.register_to_config(default_processing_resolution=default_processing_resolution)
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
+        self.vae_scale_factor = vae_scale_factor(vae) if vae is not None else 8
         unet_factor = 2 ** (len(unet.config.block_out_channels) - 1) if unet is not None else 8
         # Padding to this multiple gives every UNet level a whole grid, so the skip connections line up.
         self.image_processor = SoftGroundingImageProcessor(pad_multiple=self.vae_scale_factor * unet_factor)
