@@ -197,6 +197,86 @@ class ModuleTimer:
             handle.remove()
 
 
+class CudaEventTimer(ModuleTimer):
+    """`ModuleTimer` for modules running on a CUDA device: CUDA events bracket each call (host clocks would time
+    the kernel launches, not the kernels); `times` waits for the device and reads the events."""
+
+    def __init__(self, model: nn.Module, names: Iterable[str]):
+        self._pending: list = []
+        super().__init__(model, names)
+
+    @property
+    def times(self) -> dict[str, float]:
+        import torch
+
+        if self._pending:
+            torch.cuda.synchronize()
+            for name, start, end in self._pending:
+                self._times[name] = self._times.get(name, 0.0) + start.elapsed_time(end) / 1e3
+            self._pending = []
+        return self._times
+
+    @times.setter
+    def times(self, value: dict[str, float]) -> None:
+        self._times, self._pending = value, []
+
+    def _start(self, name: str, module, args) -> None:
+        import torch
+
+        if args and hasattr(args[0], "shape"):
+            self.shapes[name] = tuple(args[0].shape)
+        self._started[name] = torch.cuda.Event(enable_timing=True)
+        self._started[name].record()
+
+    def _stop(self, name: str, module, args, output) -> None:
+        import torch
+
+        end = torch.cuda.Event(enable_timing=True)
+        end.record()
+        self._pending.append((name, self._started.pop(name), end))
+
+
+def proc_status_bytes(field: str) -> int:
+    """A memory field of `/proc/self/status` (`VmRSS`, `VmHWM`, ...) in bytes (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def peak_memory_rise(fn, device_type: str = "cpu") -> int:
+    """Bytes by which `fn()` raises the process's peak memory over what is resident before the call.
+
+    CPU: the resident-set high-water mark (`VmHWM`), reset with `/proc/self/clear_refs` after freed heap memory
+    is handed back to the system (`malloc_trim`), so that memory cached from earlier calls does not hide this
+    call's allocations. CUDA: `torch.cuda.max_memory_allocated` over `torch.cuda.memory_allocated`.
+    """
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device_type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: cached heap memory may hide part of the rise
+        pass
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current resident set
+    base = proc_status_bytes("VmRSS")
+    fn()
+    return proc_status_bytes("VmHWM") - base
+
+
 def wait_for_quiet(limit: float, window: float = 1.0) -> float:
     """Sleep until other processes use less than `CLEAN_LOAD` CPUs over a `window`, for at most `limit`
     seconds; return the seconds waited. Sleeping costs the other tenants nothing, unlike timing under load.
@@ -230,19 +310,21 @@ def time_interleaved(
     max_rounds: int | None = None,
     quiet_wait: float = 0.0,
     progress: str = "",
+    timer_class: type[ModuleTimer] = ModuleTimer,
 ) -> tuple[list[CallRecord], dict[str, dict[str, tuple[int, ...]]]]:
     """Run every model once per round, rotating which goes first; time each call and its timed modules.
 
     After `rounds` rounds, rounds continue until `min_clean_rounds` of them are clean (no call with a
     foreign load of `CLEAN_LOAD` or more) or `max_rounds` have run. Before each round it waits up to
-    `quiet_wait` seconds for a quiet second (see `wait_for_quiet`).
+    `quiet_wait` seconds for a quiet second (see `wait_for_quiet`). Models may share modules: each record keeps
+    the module times of its own call only. `timer_class=CudaEventTimer` times the modules of CUDA models.
     """
     import torch
     from tqdm.auto import tqdm
 
     kinds = list(models)
     max_rounds = max(rounds, max_rounds or rounds)
-    timers = {k: ModuleTimer(models[k], timed_modules[k]) for k in kinds}
+    timers = {k: timer_class(models[k], timed_modules[k]) for k in kinds}
     records, clean, waited = [], 0, 0.0
     bar = tqdm(total=rounds, desc=progress, leave=False)
     try:
@@ -261,7 +343,8 @@ def time_interleaved(
                     timers[kind].reset()
                     with LoadMeter() as measured:
                         models[kind](*inputs[kind], return_dict=False)
-                    records.append(CallRecord(kind, r, measured, timers[kind].times))
+                    # a copy: the hooks of a module shared with a later model would add that model's time
+                    records.append(CallRecord(kind, r, measured, dict(timers[kind].times)))
                     loads.append(measured.foreign_load)
                 clean += max(loads) < CLEAN_LOAD
                 bar.set_postfix(clean=clean, waited=f"{waited:.0f}s")
