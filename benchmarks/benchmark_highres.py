@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from cost_measurement import proc_status_bytes
 from tqdm.auto import tqdm
 
 from diffusers_matte.models.sparse_refiner import (
@@ -41,14 +42,6 @@ from diffusers_matte.models.sparse_refiner import (
 
 LOW_RES = 512
 MEMORY_TARGET_GIB = 4.0
-
-
-def _proc_status(field: str) -> int:
-    """A `/proc/self/status` field in bytes (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def make_inputs(size: int, uncertain: float, device: torch.device, seed: int = 0):
@@ -99,7 +92,7 @@ def worker(args) -> dict:
         base = torch.cuda.memory_allocated()
     else:
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current resident set
-        base = _proc_status("VmRSS")
+        base = proc_status_bytes("VmRSS")
     load_before = os.getloadavg()[0]
     times, cpu_times = [], []
     with torch.inference_mode():
@@ -108,7 +101,7 @@ def worker(args) -> dict:
             if i >= warmup:
                 times.append(elapsed)
                 cpu_times.append(cpu_elapsed)
-    peak = torch.cuda.max_memory_allocated() if cuda else _proc_status("VmHWM")
+    peak = torch.cuda.max_memory_allocated() if cuda else proc_status_bytes("VmHWM")
     fractions = [n / (h * w) for n, (h, w) in zip(out.num_active, out.sizes)]
     return {
         "size": args.size,

@@ -97,8 +97,8 @@ def probe(base: Path, teacher: Path, work: Path, resolution: int, num_images: in
     import grounding_probe
 
     test = datasets.load_from_disk(str(work / "data"))["test"]
-    images = list(dict.fromkeys(test["image_id"]))[:num_images]
-    test = test.filter(lambda image_id: image_id in set(images), input_columns="image_id")
+    images = set(list(dict.fromkeys(test["image_id"]))[:num_images])
+    test = test.select([index for index, image_id in enumerate(test["image_id"]) if image_id in images])
     predict = grounding_probe.teacher_predictor(base, teacher, resolution, outputs=("P(not background)",))
     by_kind = grounding_probe.probe(test, predict, by_expression=True)["P(not background)"]
     means = {KINDS[t]: by_kind[t] for t in sorted(by_kind)}

@@ -343,9 +343,10 @@ def prepare_data_and_bases(work: Path, sizes: dict, seed: int, stages: "Stages",
 
 def _with_target(rows):
     """The rows whose texts name an instance (all of them without `--no_target_share`)."""
-    from diffusers_matte.data import row_has_target
+    from diffusers_matte.data.common import has_target_flags
 
-    return rows.filter(row_has_target) if "has_target" in rows.column_names else rows
+    flags = has_target_flags(rows)
+    return rows if all(flags) else rows.select([index for index, flag in enumerate(flags) if flag])
 
 
 def check_recipe(path: Path, sizes: dict) -> None:

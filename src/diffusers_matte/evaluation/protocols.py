@@ -156,8 +156,10 @@ def list_samples(dataset, text_type_names: Optional[Sequence[str]] = None) -> Li
     ``text_type_names[index]`` if given, else ``text_<index>``. A sample has a target unless its row's
     ``has_target`` is False (sets saved before that column existed have a target everywhere).
     """
+    from ..data.common import has_target_flags
+
     columns = {name: list(dataset[name]) for name in ("texts", "text_types", "instance_id", "image_id")}
-    flags = list(dataset["has_target"]) if "has_target" in dataset.column_names else [True] * len(dataset)
+    flags = has_target_flags(dataset)
     seen, samples = set(), []
     for row, (texts, types, instance_id, image_id, has_target) in enumerate(zip(*columns.values(), flags)):
         if instance_id in seen:
@@ -174,9 +176,7 @@ def list_samples(dataset, text_type_names: Optional[Sequence[str]] = None) -> Li
                 kind = text_type_names[index]
             else:
                 kind = f"text_{index}"
-            samples.append(
-                Sample(row, instance_id, image_id, index, text, kind, has_target is None or bool(has_target))
-            )
+            samples.append(Sample(row, instance_id, image_id, index, text, kind, has_target))
     return samples
 
 

@@ -319,18 +319,16 @@ def validate_args(args: argparse.Namespace) -> None:
             f"--lr_milestones and --lr_milestone_values need the same number of entries, got "
             f"{args.lr_milestones} and {args.lr_milestone_values}."
         )
-    for name in (
+    check_positive(
+        args,
         "resolution",
         "train_batch_size",
         "max_train_steps",
         "gradient_accumulation_steps",
         "checkpointing_steps",
         "morphology_kernel_size",
-    ):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}.")
-    if args.validation_steps < 1:
-        raise ValueError(f"--validation_steps must be a positive integer, got {args.validation_steps}.")
+        "validation_steps",
+    )
     for path in args.validation_image or []:
         if not Path(path).is_file():
             raise FileNotFoundError(f"--validation_image {path!r} is not a file.")
@@ -338,14 +336,20 @@ def validate_args(args: argparse.Namespace) -> None:
     check_eval_args(args)
 
 
+def check_positive(args: argparse.Namespace, *names: str, optional: bool = False) -> None:
+    """Each `--<name>` is a positive integer (with `optional`, or None: not given)."""
+    for name in names:
+        value = getattr(args, name)
+        if not (optional and value is None) and value < 1:
+            raise ValueError(f"--{name} must be a positive integer, got {value}.")
+
+
 def check_eval_args(args: argparse.Namespace) -> None:
     """`--eval_protocol` and its options, checked before anything loads: the folder and caption file the protocol
     reads, positive counts."""
     if getattr(args, "eval_protocol", None) is None:
         return
-    for name in ("eval_steps", "eval_max_samples", "synthetic_num_test"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}.")
+    check_positive(args, "eval_steps", "eval_max_samples", "synthetic_num_test", optional=True)
     protocol = PROTOCOLS[args.eval_protocol]
     if args.eval_data_dir is None and protocol.name != "synthetic":
         raise ValueError(f"--eval_protocol {protocol.name} needs --eval_data_dir, the folder of your copy of the set.")
