@@ -1,7 +1,7 @@
 # Copyright 2026 The diffusers-matte authors. Licensed under the Apache License, Version 2.0.
 """The options every model-running command shares (`--device`, `--dtype`, `--trust-remote-code`,
-`--allow-pickle`): each command shows them, passes them to `load_pipeline`, and refuses a pickle-only model the
-same way."""
+`--allow-pickle`, `--vae`, `--fast`): each command shows them, passes them to `load_pipeline`, and refuses a
+pickle-only model the same way."""
 
 import argparse
 import inspect
@@ -16,7 +16,7 @@ from diffusers_matte import cli
 from diffusers_matte.cli import common
 
 MODEL_COMMANDS = ("predict", "evaluate", "demo", "video")
-SHARED_OPTIONS = ("--device", "--dtype", "--trust-remote-code", "--allow-pickle")
+SHARED_OPTIONS = ("--device", "--dtype", "--trust-remote-code", "--allow-pickle", "--vae", "--fast")
 
 
 @pytest.fixture(scope="module")

@@ -135,6 +135,7 @@ def main(args: argparse.Namespace) -> None:
     accelerator = make_accelerator(args)
     encoders = FrozenEncoders.from_pretrained(args, accelerator)
     teacher = MatteUNet2DConditionModel.from_pretrained(args.teacher_model_name_or_path, subfolder="unet")
+    encoders.check_unet(teacher)
     text_adapter = TextAdapter.from_pretrained(args.teacher_model_name_or_path, subfolder="text_adapter")
     variant = None if args.student_variant == "none" else args.student_variant
     kv = tuple(args.kv_downsample)

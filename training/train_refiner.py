@@ -7,7 +7,8 @@ The stage-3 pipeline is frozen; it predicts the alpha at the low `--processing_r
 decoder's context feature, to the ground truth at the higher training `--resolution`, with the matting decoder's
 L1 + Laplacian loss (appendix 6.3). The output folder is the stage-3 pipeline with the trained `refiner`.
 All frozen models come from `--pipeline_model_name_or_path`; `--pretrained_model_name_or_path`, taken by every
-stage, only names the Stable Diffusion base in the model card.
+stage, only names the Stable Diffusion base in the model card. `--vae_model_name_or_path` puts another VAE (the fast
+mode's `AutoencoderTiny`) in the pipeline's place, for training and in the output.
 
     accelerate launch training/train_refiner.py \
         --pretrained_model_name_or_path stable-diffusion-v1-5/stable-diffusion-v1-5 \
@@ -29,6 +30,7 @@ from diffusers_matte.models.sparse_refiner import (
 from diffusers_matte.pipelines.soft_grounding.image_processor import alpha_to_pil
 from diffusers_matte.pipelines.soft_grounding.pipeline_soft_grounding import (
     SoftGroundingMattingPipeline,
+    check_vae_matches_unet,
 )
 from diffusers_matte.training_loop import (
     add_training_args,
@@ -36,7 +38,9 @@ from diffusers_matte.training_loop import (
     make_dataloader,
     make_parser,
     save_outputs,
+    stage_vae,
     train,
+    vae_description,
     validate_args,
     weight_dtype,
 )
@@ -100,12 +104,21 @@ def predict_low_resolution(
     return prediction.alpha[..., :height, :width].float(), prediction.context[..., :height, :width].float()
 
 
+def load_pipeline(args: argparse.Namespace, **kwargs) -> SoftGroundingMattingPipeline:
+    """The stage-3 pipeline (`kwargs` for `from_pretrained`), with the VAE of `--vae_model_name_or_path` in place of
+    its own when given."""
+    vae = stage_vae(args, torch_dtype=kwargs.get("torch_dtype"))
+    if vae is None:
+        return SoftGroundingMattingPipeline.from_pretrained(args.pipeline_model_name_or_path, **kwargs)
+    pipe = SoftGroundingMattingPipeline.from_pretrained(args.pipeline_model_name_or_path, vae=vae, **kwargs)
+    check_vae_matches_unet(pipe.vae, pipe.unet, vae_description(args))
+    return pipe
+
+
 def main(args: argparse.Namespace) -> None:
     accelerator = make_accelerator(args)
     # Frozen: under mixed precision it runs in half precision.
-    pipe = SoftGroundingMattingPipeline.from_pretrained(
-        args.pipeline_model_name_or_path, torch_dtype=weight_dtype(accelerator)
-    )
+    pipe = load_pipeline(args, torch_dtype=weight_dtype(accelerator))
     for model in pipe.components.values():
         if isinstance(model, torch.nn.Module):
             model.requires_grad_(False).eval()
@@ -153,9 +166,7 @@ def main(args: argparse.Namespace) -> None:
     trained = train(args, accelerator, {"refiner": refiner}, dataloader, step, validate)
     if accelerator.is_main_process:
         # Reloaded in full precision: the frozen copy above may have been cast for mixed precision.
-        output = SoftGroundingMattingPipeline.from_pretrained(
-            args.pipeline_model_name_or_path, refiner=trained["refiner"].eval()
-        )
+        output = load_pipeline(args, refiner=trained["refiner"].eval())
         save_outputs(
             args,
             {"": output},

@@ -65,6 +65,11 @@ def parse_args(input_args=None) -> argparse.Namespace:
         parser.error(
             "--gradient_checkpointing is not supported: AutoencoderTiny's encoder reads other inputs with it."
         )
+    if args.vae_model_name_or_path is not None:
+        parser.error(
+            "--vae_model_name_or_path: the tiny encoder learns the latents of the vae/ of "
+            "--pretrained_model_name_or_path; give the folder or Hub id holding that VAE there."
+        )
     if getattr(args, "eval_protocol", None):
         parser.error("--eval_protocol scores alpha mattes; the tiny encoder predicts latents (see its validation).")
     validate_args(args)

@@ -71,6 +71,29 @@ def test_predict_without_features_returns_none(student):
         assert student.predict(latents, text).features is None
 
 
+class CountingWrapper(torch.nn.Module):
+    """Runs a UNet as DDP does (its forward calls the wrapped module's) and counts the calls."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module, self.calls = module, 0
+
+    def forward(self, *args, **kwargs):
+        self.calls += 1
+        return self.module(*args, **kwargs)
+
+
+def test_predict_runs_through_a_given_wrapper(student):
+    latents, text = make_inputs(batch=1)
+    wrapper = CountingWrapper(student)
+    with torch.no_grad():
+        direct = student.predict(latents, text, output_features=True)
+        wrapped = student.predict(latents, text, output_features=True, module=wrapper)
+    assert wrapper.calls == 1
+    torch.testing.assert_close(wrapped.coarse_alpha, direct.coarse_alpha)
+    torch.testing.assert_close(wrapped.features, direct.features)  # the head's input, captured through the wrapper
+
+
 def test_region_predict_uses_configured_timestep():
     teacher = make_teacher()
     latents, text = make_inputs()

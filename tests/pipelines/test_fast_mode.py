@@ -1,24 +1,31 @@
 """Fast mode: the pipeline with an `AutoencoderTiny` as its `vae`."""
 
 import numpy as np
+import pytest
 import torch
 from diffusers import AutoencoderTiny
 
 from diffusers_matte import SoftGroundingMattingPipeline
-from diffusers_matte.pipelines.soft_grounding.pipeline_soft_grounding import encode_latents, vae_scale_factor
+from diffusers_matte.pipelines.soft_grounding.pipeline_soft_grounding import (
+    check_vae_matches_unet,
+    encode_latents,
+    load_vae,
+    vae_scale_factor,
+)
 from diffusers_matte.testing import get_dummy_components
 
 
-def tiny_vae() -> AutoencoderTiny:
+def tiny_vae(**overrides) -> AutoencoderTiny:
     """An `AutoencoderTiny` with the dummy VAE's grid (4 channels at 1/2 of the image)."""
     torch.manual_seed(0)
-    return AutoencoderTiny(
+    config = dict(
         encoder_block_out_channels=(8, 8),
         decoder_block_out_channels=(8, 8),
         num_encoder_blocks=(1, 1),
         num_decoder_blocks=(1, 1),
         latent_channels=4,
-    ).eval()
+    )
+    return AutoencoderTiny(**{**config, **overrides}).eval()
 
 
 def test_the_tiny_encoder_gives_latents_on_the_vaes_grid():
@@ -53,3 +60,28 @@ def test_pipeline_runs_saves_and_loads_with_a_tiny_vae(tmp_path):
         out.alpha[0],
         atol=1e-6,
     )
+
+
+def test_load_vae_picks_the_class_its_config_names(tmp_path):
+    kl = get_dummy_components()["vae"]
+    tiny = tiny_vae()
+    kl.save_pretrained(tmp_path / "kl")
+    tiny.save_pretrained(tmp_path / "tiny-encoder" / "vae")  # as training/train_tiny_encoder.py writes it
+    for path, expected in [
+        (tmp_path / "kl", kl),
+        (tmp_path / "tiny-encoder", tiny),
+        (tmp_path / "tiny-encoder" / "vae", tiny),
+    ]:
+        loaded = load_vae(path)
+        assert type(loaded) is type(expected), path
+        for name, value in expected.state_dict().items():
+            torch.testing.assert_close(loaded.state_dict()[name], value, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="holds no VAE: expected a folder or Hub id with vae_tiny/config.json"):
+        load_vae(tmp_path / "tiny-encoder", subfolder="vae_tiny")  # not the folder's vae/ in its place
+
+
+def test_check_vae_matches_unet_compares_latent_and_input_channels():
+    components = get_dummy_components()
+    check_vae_matches_unet(tiny_vae(), components["unet"])
+    with pytest.raises(ValueError, match="the tiny one gives 3 latent channels, but the UNet reads 4"):
+        check_vae_matches_unet(tiny_vae(latent_channels=3), components["unet"], "the tiny one")

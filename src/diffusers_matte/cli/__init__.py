@@ -10,8 +10,8 @@ Each subcommand is a module of this package named in `COMMANDS`, with a `registe
 its parser and sets `run=<function(args) -> int>` as a default; it raises `UsageError` for bad input and imports
 heavy libraries inside its functions, so that `--help` stays fast. A command that runs a model takes the shared
 options (`add_device_arguments`: `--device`, `--dtype`; `add_model_loading_arguments`: `--trust-remote-code`,
-`--allow-pickle`) and hands them to `resolve_device_and_dtype` and `load_pipeline`. `subcommand` registers one more
-from outside.
+`--allow-pickle`; `add_vae_arguments`: `--vae`, `--fast`) and hands them to `resolve_device_and_dtype` and
+`load_pipeline`. `subcommand` registers one more from outside.
 """
 
 import argparse
@@ -27,6 +27,7 @@ from .common import (
     UsageError,
     add_device_arguments,
     add_model_loading_arguments,
+    add_vae_arguments,
     check_max_megapixels,
     check_output_dir,
     check_writable_target,
@@ -45,6 +46,7 @@ __all__ = [
     "UsageError",
     "add_device_arguments",
     "add_model_loading_arguments",
+    "add_vae_arguments",
     "build_parser",
     "check_max_megapixels",
     "check_output_dir",

@@ -26,6 +26,8 @@ DEMO_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo_model"
 EXIT_USAGE = 2
 # Written by `predict` next to its outputs: which prompt and image each file comes from.
 OUTPUT_MANIFEST = "diffusers-matte-outputs.json"
+# The subfolder of a model folder whose AutoencoderTiny `--fast` runs with.
+FAST_VAE_SUBFOLDER = "vae_tiny"
 
 
 class UsageError(Exception):
@@ -77,6 +79,25 @@ def add_model_loading_arguments(parser: argparse.ArgumentParser, underscored: bo
         *option_spellings("--allow-pickle", underscored),
         action="store_true",
         help="load .bin (pickle) weights when a model has no .safetensors; unpickling can run code",
+    )
+
+
+def add_vae_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--vae PATH` and `--fast` (one or the other), as every command that loads a model takes them; the command
+    passes them to `load_pipeline`."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--vae",
+        default=None,
+        metavar="PATH",
+        help="run with the VAE at PATH in place of the model's own: an AutoencoderTiny (the fast mode, "
+        "training/train_tiny_encoder.py) or AutoencoderKL folder, or a folder or Hub id holding one in vae/",
+    )
+    group.add_argument(
+        "--fast",
+        action="store_true",
+        help=f"fast mode: run with the AutoencoderTiny in the model's {FAST_VAE_SUBFOLDER}/ (--vae "
+        f"MODEL/{FAST_VAE_SUBFOLDER}); a model whose own VAE is an AutoencoderTiny runs as it is",
     )
 
 
@@ -272,6 +293,8 @@ def load_pipeline(
     trust_remote_code: bool = False,
     allow_pickle: bool = True,
     announce: bool = True,
+    vae: str | None = None,
+    fast: bool = False,
 ):
     """Load the pipeline from `model`, or from the demonstration checkpoint shipped in the package.
 
@@ -282,6 +305,8 @@ def load_pipeline(
             by `save_pretrained_with_code` from our classes loads without it).
         allow_pickle: load `.bin` (pickle) weights when a component has no `.safetensors` file; when False such a
             folder is refused before anything is loaded (unpickling can run code).
+        vae: `--vae`, the VAE to run with in place of the model's own (`pipeline_soft_grounding.load_vae`).
+        fast: `--fast`, the same with the model's `FAST_VAE_SUBFOLDER` (see `fast_vae_subfolder`).
 
     Any loading failure is a `UsageError` of one line.
     """
@@ -307,16 +332,71 @@ def load_pipeline(
                 f"the model {model!r} has only pickle (.bin) weights for {', '.join(pickled)}; loading them can run "
                 "code from the files: pass --allow-pickle if you trust them, or convert them to .safetensors"
             )
+    use_safetensors = None if allow_pickle else True
+    overrides = vae_override(model, vae, fast, dtype, allow_pickle)
     try:
         with _quiet_loading():
             pipe = SoftGroundingMattingPipeline.from_pretrained(
-                model, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True
+                model, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=use_safetensors, **overrides
             )
     except Exception as error:  # any loading failure is reported as one line
         reason = _loading_reason(error, trust_remote_code, allow_pickle)
         raise UsageError(f"cannot load the model {model!r}: {reason}") from None
+    if overrides:
+        from ..pipelines.soft_grounding.pipeline_soft_grounding import check_vae_matches_unet
+
+        try:
+            check_vae_matches_unet(pipe.vae, pipe.unet, f"the VAE of {_vae_option(model, vae)}")
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def fast_vae_subfolder(model: str) -> str | None:
+    """What `--fast` runs `model` with: its `FAST_VAE_SUBFOLDER` when it has one, None when its own VAE is an
+    `AutoencoderTiny` already; otherwise a `UsageError` saying how to make one."""
+    from ..pipelines.soft_grounding.pipeline_soft_grounding import read_model_config
+
+    for subfolder in (FAST_VAE_SUBFOLDER, "vae"):
+        try:
+            config = read_model_config(model, subfolder)
+        except EnvironmentError:
+            continue
+        if subfolder == FAST_VAE_SUBFOLDER:
+            return subfolder
+        if config.get("_class_name") == "AutoencoderTiny":
+            return None
+    raise UsageError(
+        f"--fast: the model {model!r} has no {FAST_VAE_SUBFOLDER}/ (an AutoencoderTiny) and its own VAE is not one; "
+        f"distil one with training/train_tiny_encoder.py --pretrained_model_name_or_path {model} and copy its vae/ "
+        f"to {os.path.join(model, FAST_VAE_SUBFOLDER)}, or pass --vae PATH"
+    )
+
+
+def vae_override(model: str, vae: str | None, fast: bool, dtype, allow_pickle: bool) -> dict:
+    """The component override that `--vae` or `--fast` asks for, `{"vae": the VAE}` (`load_vae`), or `{}` (the
+    model's own VAE). Any failure is a `UsageError` of one line."""
+    from ..pipelines.soft_grounding.pipeline_soft_grounding import load_vae
+
+    subfolder = fast_vae_subfolder(model) if fast else None
+    if vae is None and subfolder is None:
+        return {}
+    path, option = (model, "--fast: the model") if fast else (vae, "--vae")
+    try:
+        with _quiet_loading():
+            loaded = load_vae(path, subfolder, option, dtype=dtype, use_safetensors=None if allow_pickle else True)
+    except ValueError as error:  # no VAE there
+        raise UsageError(str(error)) from None
+    except Exception as error:  # a VAE that is there but does not load
+        reason = _loading_reason(error, False, allow_pickle)
+        raise UsageError(f"cannot load the VAE of {_vae_option(model, vae)}: {reason}") from None
+    return {"vae": loaded}
+
+
+def _vae_option(model: str, vae: str | None) -> str:
+    """How the errors name the VAE `--vae` or `--fast` asked for."""
+    return f"--vae {vae!r}" if vae is not None else f"--fast ({os.path.join(model, FAST_VAE_SUBFOLDER)!r})"
 
 
 @contextlib.contextmanager

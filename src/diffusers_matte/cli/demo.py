@@ -9,6 +9,7 @@ from .common import (
     UsageError,
     add_device_arguments,
     add_model_loading_arguments,
+    add_vae_arguments,
     load_pipeline,
     resolve_device_and_dtype,
 )
@@ -58,6 +59,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--no-examples", action="store_true", help="show no examples")
     add_model_loading_arguments(parser)
+    add_vae_arguments(parser)
     add_device_arguments(parser)
     parser.set_defaults(run=run_demo)
 
@@ -90,7 +92,9 @@ def run_demo(args) -> int:
     if args.examples is not None and not args.no_examples and not Path(args.examples).is_file():
         raise UsageError(f"no such examples file: {args.examples!r}")
     device, dtype = resolve_device_and_dtype(args.device, args.dtype)
-    pipe = load_pipeline(args.model, device, dtype, args.trust_remote_code, args.allow_pickle)
+    pipe = load_pipeline(
+        args.model, device, dtype, args.trust_remote_code, args.allow_pickle, vae=args.vae, fast=args.fast
+    )
     app = demo_lib.create_demo(
         pipe,
         examples=examples,

@@ -29,6 +29,7 @@ from .common import (
     UsageError,
     add_device_arguments,
     add_model_loading_arguments,
+    add_vae_arguments,
     load_pipeline,
     option_spellings,
     resolve_device_and_dtype,
@@ -94,6 +95,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     add("--batch-size", type=int, default=1, help="(image, text) pairs per model call")
     add_device_arguments(parser, per_process=True)
     add_model_loading_arguments(parser, underscored=True)
+    add_vae_arguments(parser)
     add(
         "--resolution",
         type=int,
@@ -184,7 +186,9 @@ def _predictor_from_args(
             {"model": f"baseline:{args.baseline}"},
         )
     device, torch_dtype = resolve_device_and_dtype(process_device(args.device), args.dtype)
-    pipeline = load_pipeline(args.model, device, torch_dtype, args.trust_remote_code, args.allow_pickle)
+    pipeline = load_pipeline(
+        args.model, device, torch_dtype, args.trust_remote_code, args.allow_pickle, vae=args.vae, fast=args.fast
+    )
     predict = pipeline_predictor(pipeline, args.processing_resolution)
     info: Dict[str, Any] = {"model": args.model}
     if os.path.isdir(args.model):
@@ -192,7 +196,19 @@ def _predictor_from_args(
             "model": str(Path(args.model).resolve()),
             "model_fingerprint": checkpoint_fingerprint(args.model),
         }
-    return predict, str(device), str(torch_dtype).replace("torch.", ""), info
+    return predict, str(device), str(torch_dtype).replace("torch.", ""), {**info, **_vae_info(args)}
+
+
+def _vae_info(args: argparse.Namespace) -> Dict[str, Any]:
+    """What identifies the VAE of `--vae` or `--fast` in ``run.json`` (nothing for the model's own, so that runs
+    without them resume as before)."""
+    if args.fast:
+        return {"fast": True}
+    if args.vae is None:
+        return {}
+    if not os.path.isdir(args.vae):
+        return {"vae": args.vae}
+    return {"vae": str(Path(args.vae).resolve()), "vae_fingerprint": checkpoint_fingerprint(args.vae)}
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -204,6 +220,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError("--batch-size and --max-samples must be positive integers")
     if args.metric_workers < 0:
         raise UsageError(f"--metric-workers must be >= 0, got {args.metric_workers}")
+    if args.baseline is not None and (args.vae is not None or args.fast):
+        raise UsageError("--vae and --fast choose the VAE of a --model; a --baseline has none")
     resolution: Union[int, None, str] = "protocol"
     if args.resolution is not None:
         if args.resolution < 0:

@@ -38,6 +38,7 @@ from .common import (
     UsageError,
     add_device_arguments,
     add_model_loading_arguments,
+    add_vae_arguments,
     check_max_megapixels,
     check_output_dir,
     check_writable_target,
@@ -105,6 +106,7 @@ def register(subparsers) -> None:
         help=f"refuse images of more million pixels, before decoding them (default: {DEFAULT_MAX_MEGAPIXELS:g})",
     )
     add_model_loading_arguments(parser)
+    add_vae_arguments(parser)
     add_device_arguments(parser)
     parser.add_argument(
         "--processing-resolution",
@@ -258,7 +260,14 @@ def run_predict(args) -> int:
     processes.wait_for_everyone()  # every process has checked the folder before any writes to it
     device, dtype = resolve_device_and_dtype(process_device(args.device, processes), args.dtype)
     pipe = load_pipeline(
-        args.model, device, dtype, args.trust_remote_code, args.allow_pickle, announce=processes.is_main_process
+        args.model,
+        device,
+        dtype,
+        args.trust_remote_code,
+        args.allow_pickle,
+        announce=processes.is_main_process,
+        vae=args.vae,
+        fast=args.fast,
     )
 
     from tqdm.auto import tqdm

@@ -9,6 +9,7 @@ from .common import (
     UsageError,
     add_device_arguments,
     add_model_loading_arguments,
+    add_vae_arguments,
     load_pipeline,
     resolve_device_and_dtype,
 )
@@ -68,6 +69,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_loading_arguments(parser)
+    add_vae_arguments(parser)
     add_device_arguments(parser)
     parser.set_defaults(run=run_video)
 
@@ -101,7 +103,9 @@ def run_video(args) -> int:
             f"{len(existing)} output(s) already exist, e.g. {str(existing[0])!r}; pass --overwrite to replace"
         )
     device, dtype = resolve_device_and_dtype(args.device, args.dtype)
-    pipe = load_pipeline(args.model, device, dtype, args.trust_remote_code, args.allow_pickle)
+    pipe = load_pipeline(
+        args.model, device, dtype, args.trust_remote_code, args.allow_pickle, vae=args.vae, fast=args.fast
+    )
 
     if info.has_audio:
         print(

@@ -361,6 +361,7 @@ class MatteUNet2DConditionModel(UNet2DConditionModel):
         latents: torch.Tensor,
         encoder_hidden_states: torch.Tensor,
         output_features: bool = False,
+        module: nn.Module | None = None,
         **forward_kwargs,
     ) -> MatteUNetPrediction:
         """Single-step prediction from the clean image latent z_I at `config.prediction_timestep`.
@@ -369,6 +370,8 @@ class MatteUNet2DConditionModel(UNet2DConditionModel):
             latents: (B, in_channels, h, w) image latents.
             encoder_hidden_states: (B, L, cross_attention_dim) text features (after the text adapter).
             output_features: also return the features entering the prediction head (for the matting decoder).
+            module: what to call in place of this UNet: a wrapper of it (DDP, as `accelerator.prepare` returns it
+                for training) whose forward runs it, so that the wrapper sees the forward pass.
         """
         features = {}
         hook = None
@@ -380,7 +383,7 @@ class MatteUNet2DConditionModel(UNet2DConditionModel):
                 self.config.prediction_timestep,
                 device=latents.device,
             )
-            sample = self(
+            sample = (self if module is None else module)(
                 latents,
                 timestep,
                 encoder_hidden_states,

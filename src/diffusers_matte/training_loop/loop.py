@@ -21,10 +21,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import training_utils
-from ..pipelines.soft_grounding.pipeline_soft_grounding import encode_latents, tokenize, vae_scale_factor
+from ..pipelines.soft_grounding.pipeline_soft_grounding import (
+    check_vae_matches_unet,
+    encode_latents,
+    load_vae,
+    tokenize,
+    vae_scale_factor,
+)
 from .data import ProcessScheduledBatchSampler
 from .ema import make_ema_models, register_ema_hooks, trained_parameters
-from .options import TRAIN_LOG, check_output_dir, check_tracker, prepare_hub_repo, run_artifacts
+from .options import TRAIN_LOG, VAE_OPTION, check_output_dir, check_tracker, prepare_hub_repo, run_artifacts
 from .validation import log_step
 
 logger = get_logger(__name__)
@@ -67,6 +73,19 @@ def weight_dtype(accelerator: Accelerator) -> torch.dtype:
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
 
 
+def stage_vae(args: argparse.Namespace, **kwargs) -> Optional[nn.Module]:
+    """The VAE of `--vae_model_name_or_path` (`load_vae`: an `AutoencoderKL` or `AutoencoderTiny`), or None when
+    the option is not given; `kwargs` go to `from_pretrained`."""
+    path = getattr(args, "vae_model_name_or_path", None)
+    return None if path is None else load_vae(path, option=VAE_OPTION, **kwargs)
+
+
+def vae_description(args: argparse.Namespace) -> str:
+    """Which VAE a stage reads its latents from, as its errors name it."""
+    path = getattr(args, "vae_model_name_or_path", None)
+    return f"the VAE of {VAE_OPTION} {path!r}" if path else "the VAE of --pretrained_model_name_or_path"
+
+
 @dataclass
 class FrozenEncoders:
     """The frozen VAE encoder and CLIP text encoder that feed every stage."""
@@ -75,18 +94,24 @@ class FrozenEncoders:
     text_encoder: nn.Module
     tokenizer: object
     latent_cache: dict | None = None  # digest of an image's pixels -> its z_I, when enabled
+    vae_name: str = "the VAE"  # for the errors
 
     @classmethod
     def from_pretrained(cls, args: argparse.Namespace, accelerator: Accelerator) -> "FrozenEncoders":
+        """The base model's text encoder and tokenizer, and its VAE or that of `--vae_model_name_or_path`."""
         from diffusers import AutoencoderKL
         from transformers import CLIPTextModel, CLIPTokenizer
 
         path, kw = args.pretrained_model_name_or_path, dict(revision=args.revision)
+        vae = stage_vae(args)
+        if vae is None:
+            vae = AutoencoderKL.from_pretrained(path, subfolder="vae", variant=args.variant, **kw)
         encoders = cls(
-            vae=AutoencoderKL.from_pretrained(path, subfolder="vae", variant=args.variant, **kw),
+            vae=vae,
             text_encoder=CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **kw),
             tokenizer=CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw),
             latent_cache={} if getattr(args, "cache_latents", False) else None,
+            vae_name=vae_description(args),
         )
         for model in (encoders.vae, encoders.text_encoder):
             model.requires_grad_(False).eval().to(accelerator.device, weight_dtype(accelerator))
@@ -95,6 +120,10 @@ class FrozenEncoders:
     @property
     def latent_factor(self) -> int:
         return vae_scale_factor(self.vae)
+
+    def check_unet(self, unet: nn.Module) -> None:
+        """Refuse a UNet that cannot read this VAE's latents (`check_vae_matches_unet`)."""
+        check_vae_matches_unet(self.vae, unet, self.vae_name)
 
     @torch.no_grad()
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:

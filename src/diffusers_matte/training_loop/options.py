@@ -12,6 +12,8 @@ from ..data.targets import MORPHOLOGY_KERNEL_SIZE
 from ..evaluation.protocols import PROTOCOLS
 
 TRAIN_LOG = "train_log.jsonl"
+# The option that makes a stage train on the latents of another VAE than its base model's (the fast mode's).
+VAE_OPTION = "--vae_model_name_or_path"
 
 
 STAGE_SCRIPTS = {
@@ -42,6 +44,13 @@ def add_training_args(parser: argparse.ArgumentParser, stage: str) -> None:
         help="Stable Diffusion folder or Hub id (vae, text_encoder, tokenizer)",
     )
     add("--revision", default=None)
+    add(
+        VAE_OPTION,
+        default=None,
+        help="train on the latents of this VAE instead of --pretrained_model_name_or_path's vae/: a folder or Hub id "
+        "holding one in vae/ (e.g. training/train_tiny_encoder.py's output, for the fast mode) or a VAE folder, an "
+        "AutoencoderKL or AutoencoderTiny as its config says; a pipeline the stage writes has it as its vae",
+    )
     add(
         "--variant",
         default=None,

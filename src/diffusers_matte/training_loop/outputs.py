@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from .. import training_utils
-from .options import STAGE_SCRIPTS, TRAIN_LOG
+from .options import STAGE_SCRIPTS, TRAIN_LOG, VAE_OPTION
 from .validation import VALIDATION_GRID
 
 
@@ -67,6 +67,8 @@ def training_summary(args: argparse.Namespace, models: dict, base_model: Optiona
         f"seed {args.seed}, mixed precision {args.mixed_precision or 'no'}, EMA {'on' if args.use_ema else 'off'}",
         f"- schedule: {schedule}; augmentation: {augment}",
     ]
+    if getattr(args, "vae_model_name_or_path", None):
+        lines.append(vae_summary(args, models))
     summary = getattr(args, "validation_summary", None)
     if summary and (Path(args.output_dir) / VALIDATION_GRID).is_file():
         lines += [
@@ -91,6 +93,15 @@ def training_summary(args: argparse.Namespace, models: dict, base_model: Optiona
             f"| {scores['sad']:.3f} | {scores['mse']:.4f} | {scores['grad']:.3f} | {scores['conn']:.3f} |",
         ]
     return "\n".join(lines)
+
+
+def vae_summary(args: argparse.Namespace, models: dict) -> str:
+    """The model card's line on `--vae_model_name_or_path`: whose latents the stage trained on."""
+    line = f"- latents: of the VAE at `{args.vae_model_name_or_path}` (`{VAE_OPTION}`), not of the base model's `vae/`"
+    pipe = models.get("")
+    if pipe is not None and hasattr(pipe, "vae"):
+        line += f"; the pipeline holds it as its `vae`, a `{type(pipe.vae).__name__}`"
+    return line
 
 
 # Files of a training output that are not part of the published model.

@@ -78,6 +78,70 @@ def vae_scale_factor(vae: AutoencoderKL | AutoencoderTiny) -> int:
     return 2 ** (len(channels) - 1)
 
 
+# The VAEs the pipeline takes, by the `_class_name` of their saved config.
+VAE_CLASSES = {"AutoencoderKL": AutoencoderKL, "AutoencoderTiny": AutoencoderTiny}
+
+
+def read_model_config(path: str | os.PathLike, subfolder: str | None = None, **hub_kwargs) -> dict:
+    """The saved `config.json` of the model at `path` (in `subfolder`), read by diffusers' `load_config`, except
+    that a local folder's own config never stands in for a missing subfolder's (diffusers falls back to it).
+    Raises `EnvironmentError` when there is none."""
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, subfolder or "", "config.json")):
+        raise EnvironmentError(f"no {os.path.join(subfolder or '', 'config.json')} in {os.fspath(path)!r}")
+    return AutoencoderKL.load_config(path, subfolder=subfolder, **hub_kwargs)
+
+
+def load_vae(
+    path: str | os.PathLike, subfolder: str | None = None, option: str | None = None, **kwargs
+) -> AutoencoderKL | AutoencoderTiny:
+    """The VAE saved at `path`, an `AutoencoderKL` or an `AutoencoderTiny` as the `_class_name` of its config says
+    (`read_model_config`): `path` is a folder or Hub id holding it in `vae/` (a pipeline, a Stable Diffusion
+    base, the output of `training/train_tiny_encoder.py`) or the VAE's own folder; with `subfolder`, it is there.
+
+    Args:
+        option: the command-line option that gave `path`, named in the errors.
+        kwargs: for `from_pretrained` (`revision`, `torch_dtype`, `use_safetensors`, ...).
+
+    Raises `ValueError` when `path` holds no VAE config, or the config of another class.
+    """
+    shown = f"{option} {os.fspath(path)!r}" if option else repr(os.fspath(path))
+    hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only") if k in kwargs}
+    candidates = [subfolder] if subfolder else ["vae", None]
+    for candidate in candidates:
+        try:
+            config = read_model_config(path, candidate, **hub_kwargs)
+            break
+        except EnvironmentError as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+    else:
+        expected = " or ".join(f"{c}/config.json" if c else "config.json" for c in candidates)
+        given = f"the folder has no {expected}" if os.path.isdir(path) else f"there is no such folder ({reason})"
+        raise ValueError(
+            f"{shown} holds no VAE: expected a folder or Hub id with {expected} (an AutoencoderKL or an "
+            f"AutoencoderTiny, e.g. the output of training/train_tiny_encoder.py); {given}."
+        )
+    class_name = config.get("_class_name")
+    if class_name not in VAE_CLASSES:
+        where = os.path.join(candidate, "config.json") if candidate else "config.json"
+        raise ValueError(
+            f"{shown} holds no VAE: expected an AutoencoderKL or an AutoencoderTiny, but its {where} is of "
+            f"{class_name or 'no diffusers class'}."
+        )
+    return VAE_CLASSES[class_name].from_pretrained(path, subfolder=candidate, **kwargs)
+
+
+def check_vae_matches_unet(vae: AutoencoderKL | AutoencoderTiny, unet: ModelMixin, name: str = "the VAE") -> None:
+    """Refuse a VAE whose latents the UNet cannot read: its `latent_channels` must be the UNet's `in_channels`.
+    `name` says which VAE in the `ValueError`."""
+    channels, expected = vae.config.latent_channels, unet.config.in_channels
+    if channels != expected:
+        raise ValueError(
+            f"{name} gives {channels} latent channels, but the UNet reads {expected} (its in_channels): expected a "
+            f"VAE with {expected} latent channels, such as one training/train_tiny_encoder.py distils into the "
+            "pipeline's latent space."
+        )
+
+
 # Side, in latent cells, of the local mean whose peak is the grounding score (see `grounding_score`).
 GROUNDING_SCORE_WINDOW = 3
 
