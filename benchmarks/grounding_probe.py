@@ -112,7 +112,7 @@ def teacher_predictor(base, teacher, resolution: int, outputs: tuple[str, ...] =
         latents = encode_latents(vae, pixels, vae.device)
         ids, _ = tokenize(tokenizer, text_encoder, prompts)
         text = adapter(text_encoder(ids)[0])
-        logits = unet(latents.expand(len(prompts), -1, -1, -1), 0, text).sample
+        logits = unet(latents.expand(len(prompts), -1, -1, -1), unet.config.prediction_timestep, text).sample
         probs = logits.softmax(1)
         maps = {
             "P(not background)": 1 - probs[:, REGION_BACKGROUND : REGION_BACKGROUND + 1],

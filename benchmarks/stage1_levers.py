@@ -18,7 +18,12 @@ there). The variants:
   pretrained weights: a global, FiLM-like path for the sentence besides cross-attention;
 - `image_batches`: every batch made of whole images, all instances of an image each with its own expression, so a
   batch shows the same image under several sentences with different targets;
-- `lr_3e-4`: stage 1 at learning rate 3e-4 instead of 1e-3.
+- `lr_3e-4`: stage 1 at learning rate 3e-4 instead of 1e-3;
+- `lr_3e-3`: learning rate 3e-3;
+- `batch_8`: batches of 8 rows for 4x the steps: as many samples, four times the updates (is it updates that
+  grounding needs, or samples?);
+- `timestep_500`: the single-step prediction at timestep 500 instead of 0 (`--prediction_timestep`): the clean
+  latent read where the pretrained denoiser learned to rely on its caption.
 
 Each teacher folder is kept; a variant whose folder is complete is only probed again.
 """
@@ -41,6 +46,9 @@ VARIANTS = {
     "pooled_text": {"pooled_text": True},
     "image_batches": {"image_batches": True},
     "lr_3e-4": {"learning_rate": 3e-4},
+    "lr_3e-3": {"learning_rate": 3e-3},
+    "batch_8": {"batch_size": 8},
+    "timestep_500": {"prediction_timestep": 500},
 }
 
 
@@ -73,6 +81,9 @@ def train(name: str, lever: dict, work: Path, out: Path, steps: int, sizes: dict
     from synthetic_ablation import stage_arguments, teacher_arguments
 
     base = variant_base(work / "base", out, lever.get("pooled_text", False))
+    if "batch_size" in lever:  # as many samples as the recipe, in smaller batches
+        steps = steps * sizes["batch_size"] // lever["batch_size"]
+        sizes = {**sizes, "batch_size": lever["batch_size"]}
     teacher = out / f"teacher_{name}"
     if not (teacher / "README.md").exists():
         script = (
@@ -83,6 +94,7 @@ def train(name: str, lever: dict, work: Path, out: Path, steps: int, sizes: dict
             sys.executable, *map(str, script), "--pretrained_model_name_or_path", str(base),
             *map(str, stage_arguments(work / "data", sizes, seed)),
             *map(str, teacher_arguments(steps, *([learning_rate] if learning_rate else []))),
+            *(["--prediction_timestep", str(lever["prediction_timestep"])] if "prediction_timestep" in lever else []),
             "--output_dir", str(teacher),
         ]  # fmt: skip
         print("$", " ".join(command[1:]), flush=True)

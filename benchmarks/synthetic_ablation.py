@@ -40,6 +40,7 @@ from synthetic_base_model import (
     UNET,
     VAE,
     build_base_model,
+    caption_use,
     without_diffusion_pretraining,
 )
 
@@ -439,10 +440,13 @@ def describe_benchmark(data: Path, resolution: int, base: Path) -> dict:
     alphas = [np.asarray(a, dtype=np.float32) / 255.0 for a in test["alpha"]]
     vae_config = AutoencoderKL.load_config(base, subfolder="vae")
     latent_factor = 2 ** (len(vae_config["block_out_channels"]) - 1)
+    scheduler = json.loads((base / "scheduler" / "scheduler_config.json").read_text())
     return {
         "area": area_distribution(alphas),
         "ceiling": latent_grid_ceiling(alphas, resolution, latent_factor),
         "latent_grid": resolution // latent_factor,
+        "prediction_type": scheduler["prediction_type"],
+        "caption_use": caption_use(base, test),
     }
 
 
@@ -481,7 +485,7 @@ def _recipe_lines(args, sizes: dict, table: dict, benchmark: dict) -> list[str]:
         f"({sizes['vae_steps']} steps); a {TEXT['num_hidden_layers']}-layer CLIP text encoder (width "
         f"{TEXT['hidden_size']}) trained contrastively with a ViT on (instance, expression) pairs "
         f"({sizes['clip_steps']} steps), then frozen; an SD-shaped UNet {UNET['block_out_channels']} trained as a "
-        f"text-to-image latent diffusion model ({sizes['unet_steps']} steps, DDPM epsilon loss). "
+        f"text-to-image latent diffusion model ({sizes['unet_steps']} steps, DDPM {benchmark['prediction_type']} loss). "
         f"{sizes['num_train']} training images of {sizes['image_size']} px (layout: {LAYOUT}) trained at "
         f"{sizes['resolution']} px, batch {sizes['batch_size']}; stage 1 {sizes['teacher_steps']} steps, stage 2 "
         f"{sizes['student_steps']} steps, stage 3 {sizes['decoder_steps']} steps. Test split: "
@@ -495,6 +499,19 @@ def _recipe_lines(args, sizes: dict, table: dict, benchmark: dict) -> list[str]:
         f"{area['p10']:.1%} / {area['p50']:.1%} / {area['p90']:.1%}); a perfect alpha on the latent grid, "
         f"up-sampled as the pipeline does, scores SAD {ceiling['ceiling_sad']:.3f} against "
         f"{ceiling['empty_sad']:.3f} for the empty matte (ratio {ceiling['ratio']:.2f}).",
+        "",
+        *_caption_use_lines(benchmark["caption_use"]),
+    ]
+
+
+def _caption_use_lines(use: dict) -> list[str]:
+    """Whether the pretrained UNet reads its caption (`synthetic_base_model.caption_use`)."""
+    cells = [f"t = {t}: {e['own']:.3f} / {e['other']:.3f}" for t, e in use.items()]
+    return [
+        "Does the pretrained UNet read its caption? Error of its clean-latent estimate on the test images with "
+        "each image's own caption / another image's (lower is better; level means the caption is ignored): "
+        + "; ".join(cells)
+        + ".",
         "",
     ]
 

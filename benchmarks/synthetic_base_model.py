@@ -14,8 +14,9 @@ here, so this script makes small ones with the same roles, each trained as its o
    training expression and the instance it names, drawn alone at its place in the frame (so colour, category and
    position are visible to the image tower); frozen in the stages, as in the paper;
 4. `unet/` and `scheduler/`: an SD-shaped `UNet2DConditionModel` pretrained as a text-conditional latent
-   diffusion model (epsilon prediction with diffusers' `DDPMScheduler`, SD's scaled-linear betas) on the training
-   images, captioned with their instances' expressions, through that frozen text encoder.
+   diffusion model (epsilon prediction with diffusers' `DDPMScheduler`, SD's scaled-linear betas; or SD 2.x's
+   v-prediction, `--prediction_type v_prediction`) on the training images, captioned with their instances'
+   expressions, through that frozen text encoder.
 
 `--no_diffusion_pretraining DIR` also writes the same base with a *random* UNet, the ablation that tests the
 premise. The result is a diffusers folder (`model_index.json` of a `StableDiffusionPipeline`) that loads wherever
@@ -71,6 +72,10 @@ EXTRA_WORDS = (
     "blurry blurred solid opaque fuzzy round square"
 ).split()
 DEFAULT_STEPS = dict(vae_steps=1000, clip_steps=1500, unet_steps=2500)
+# The denoiser's target: SD 1.x's epsilon. v-prediction (SD 2.x's) weights the error on the image by 1 + SNR instead
+# of SNR, so it counts where the noise hides the image and only the caption can tell what is there; it makes this
+# UNet read its caption a little more (`caption_use`) but gives the stage-1 teacher nothing (stage1_levers.md).
+PREDICTION_TYPE = "epsilon"
 # diffusers' `StableDiffusionPipeline` layout, without the safety checker
 MODEL_INDEX = {
     "_class_name": "StableDiffusionPipeline",
@@ -93,6 +98,7 @@ def build_base_model(
     clip_steps: int = DEFAULT_STEPS["clip_steps"],
     unet_steps: int = DEFAULT_STEPS["unet_steps"],
     batch_size: int = 32,
+    prediction_type: str = PREDICTION_TYPE,
 ) -> dict:
     """Write the base model to `path`, training each missing component; returns the seconds each took.
 
@@ -100,6 +106,7 @@ def build_base_model(
         rows: the training split of the synthetic set (a `datasets.Dataset` with `image`, `alpha` and `texts`).
         vae_steps / clip_steps / unet_steps: pretraining steps of the VAE, of the CLIP model, and of the UNet as a
             text-to-image denoiser (0 leaves that component random).
+        prediction_type: the denoiser's target, `"v_prediction"` (SD 2.x) or `"epsilon"` (SD 1.x).
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -121,7 +128,7 @@ def build_base_model(
         "text_encoder",
         lambda: pretrain_text_encoder(path, rows, clip_steps, 2 * batch_size, seed, accelerator),
     )
-    component("scheduler", make_noise_scheduler)
+    component("scheduler", lambda: make_noise_scheduler(prediction_type))
     component(
         "unet",
         lambda: pretrain_unet(path, rows, unet_steps, batch_size, seed, accelerator),
@@ -317,7 +324,7 @@ def pretrain_text_encoder(path: Path, rows, steps: int, batch_size: int, seed: i
 # ---------------------------------------------------------------------------------------------------- UNet
 
 
-def make_noise_scheduler():
+def make_noise_scheduler(prediction_type: str = PREDICTION_TYPE):
     """Stable Diffusion's training noise schedule."""
     from diffusers import DDPMScheduler
 
@@ -326,7 +333,7 @@ def make_noise_scheduler():
         beta_start=0.00085,
         beta_end=0.012,
         beta_schedule="scaled_linear",
-        prediction_type="epsilon",
+        prediction_type=prediction_type,
         steps_offset=1,
         clip_sample=False,
     )
@@ -402,7 +409,11 @@ def pretrain_unet(path: Path, rows, steps: int, batch_size: int, seed: int, acce
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=generator)
         noisy = scheduler.add_noise(clean, noise, timesteps)
         prediction = unet(noisy, timesteps.to(accelerator.device), text).sample
-        loss = torch.nn.functional.mse_loss(prediction, noise)
+        if scheduler.config.prediction_type == "v_prediction":
+            target = scheduler.get_velocity(clean, noise, timesteps)
+        else:
+            target = noise
+        loss = torch.nn.functional.mse_loss(prediction, target)
         optimizer.zero_grad()
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(unet.parameters(), 1.0)
@@ -410,6 +421,47 @@ def pretrain_unet(path: Path, rows, steps: int, batch_size: int, seed: int, acce
         schedule.step()
         progress.set_postfix(loss=f"{loss.item():.4f}")
     return accelerator.unwrap_model(unet).eval().cpu()
+
+
+@torch.no_grad()
+def caption_use(base: Path, rows, timesteps=(200, 500, 800, 950), seed: int = 0) -> dict:
+    """Whether the base UNet reads its caption: at each timestep, the error of its clean-latent estimate (x0, from
+    whatever it predicts) with each image's own caption and with another image's. A denoiser that has tied words
+    to regions is better with its own caption where the noise hides the image; one that ignores text is level.
+    Returns {timestep: {"own": mse, "other": mse}}."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from diffusers_matte.pipelines.soft_grounding.pipeline_soft_grounding import (
+        tokenize,
+    )
+
+    base = Path(base)
+    vae = AutoencoderKL.from_pretrained(base, subfolder="vae").eval()
+    text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder").eval()
+    unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet").eval()
+    scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler")
+    latents, image_ids = encode_images(vae, rows)
+    captions = image_captions(rows, np.random.default_rng(seed))
+    ids, _ = tokenize(load_tokenizer(base), text_encoder, [captions[i][0] for i in image_ids])
+    own = text_encoder(ids)[0]
+    other = own.roll(1, dims=0)  # the next image's caption: same words, other scenes
+    generator = torch.Generator().manual_seed(seed)
+    result = {}
+    for t in timesteps:
+        steps = torch.full((len(latents),), t)
+        noisy = scheduler.add_noise(latents, torch.randn(latents.shape, generator=generator), steps)
+        alpha = scheduler.alphas_cumprod[t]
+        errors = {}
+        for name, text in (("own", own), ("other", other)):
+            prediction = unet(noisy, steps, text).sample
+            if scheduler.config.prediction_type == "v_prediction":
+                clean = alpha.sqrt() * noisy - (1 - alpha).sqrt() * prediction
+            else:
+                clean = (noisy - (1 - alpha).sqrt() * prediction) / alpha.sqrt()
+            errors[name] = torch.nn.functional.mse_loss(clean, latents).item()
+        result[int(t)] = errors
+    return result
 
 
 def main(argv=None) -> None:
@@ -431,12 +483,15 @@ def main(argv=None) -> None:
     parser.add_argument("--batch_size", type=int, default=32)
     for name, steps in DEFAULT_STEPS.items():
         parser.add_argument(f"--{name}", type=int, default=steps)
+    parser.add_argument("--prediction_type", choices=("v_prediction", "epsilon"), default=PREDICTION_TYPE)
     args = parser.parse_args(argv)
     import datasets
 
     rows = datasets.load_from_disk(str(args.dataset))["train"]
     steps = {name: getattr(args, name) for name in DEFAULT_STEPS}
-    seconds = build_base_model(args.output_dir, rows, args.seed, batch_size=args.batch_size, **steps)
+    seconds = build_base_model(
+        args.output_dir, rows, args.seed, batch_size=args.batch_size, prediction_type=args.prediction_type, **steps
+    )
     if args.no_diffusion_pretraining is not None:
         without_diffusion_pretraining(args.output_dir, args.no_diffusion_pretraining, args.seed)
     print(json.dumps({"output_dir": str(args.output_dir), "seconds": seconds}, indent=1))

@@ -90,6 +90,8 @@ def test_quick_recipe_runs_end_to_end_and_resumes(tmp_path):
         "P(foreground)",
         "(c) - (d)",
         "latent grid",
+        "read its caption",
+        "DDPM epsilon loss",
     ):
         assert row in text
     timings = json.loads((tmp_path / "work" / "timings.json").read_text())
@@ -97,6 +99,23 @@ def test_quick_recipe_runs_end_to_end_and_resumes(tmp_path):
     assert json.loads((tmp_path / "work" / "timings.json").read_text()) == timings
     with pytest.raises(SystemExit, match="another recipe"):
         synthetic_ablation.main(argv)
+
+    # fast mode on the finished work folder: tiny encoder, fine-tuned pipeline, paired comparison
+    import fast_mode_synthetic
+
+    fast = tmp_path / "fast.md"
+    fast_argv = ["--work_dir", str(tmp_path / "work"), "--out_dir", str(tmp_path / "fast"), "--results", str(fast)]
+    fast_mode_synthetic.main(fast_argv + ["--encoder_steps", "2", "--finetune_steps", "2"])
+    text = fast.read_text()
+    for row in ("trivial baseline", "default: (c)", "swapped in, not fine-tuned", "fast: tiny encoder", "Paired SAD"):
+        assert row in text
+    from diffusers import AutoencoderTiny
+
+    from diffusers_matte import SoftGroundingMattingPipeline
+
+    assert isinstance(
+        SoftGroundingMattingPipeline.from_pretrained(tmp_path / "fast" / "pipeline_fast").vae, AutoencoderTiny
+    )
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +146,22 @@ def test_base_model_is_a_stable_diffusion_folder_and_resumes(layout_rows, tmp_pa
     for a, b in zip(pipe.text_encoder.parameters(), other.text_encoder.parameters()):
         assert torch.equal(a, b)
     assert not all(torch.equal(a, b) for a, b in zip(pipe.unet.parameters(), other.unet.parameters()))
+
+    # the caption diagnostic reads the scheduler's target
+    assert pipe.scheduler.config.prediction_type == "epsilon"
+    use = synthetic_base_model.caption_use(base, layout_rows, timesteps=(100, 900))
+    assert set(use) == {100, 900}
+    assert all(np.isfinite(v["own"]) and np.isfinite(v["other"]) and v["own"] >= 0 for v in use.values())
+
+
+def test_v_prediction_base_trains_on_the_velocity(layout_rows, tmp_path):
+    steps = dict(vae_steps=1, clip_steps=1, unet_steps=2, batch_size=4)
+    base = tmp_path / "v"
+    synthetic_base_model.build_base_model(base, layout_rows, prediction_type="v_prediction", **steps)
+    config = json.loads((base / "scheduler" / "scheduler_config.json").read_text())
+    assert config["prediction_type"] == "v_prediction"
+    use = synthetic_base_model.caption_use(base, layout_rows, timesteps=(500,))
+    assert np.isfinite(use[500]["own"])
 
 
 def test_base_tokenizer_reads_ordinary_words_whole(layout_rows):

@@ -52,8 +52,16 @@ def parse_args(input_args=None) -> argparse.Namespace:
         help="train LoRA adapters on the UNet (peft) instead of all its weights",
     )
     parser.add_argument("--lora_rank", type=int, default=8)
+    parser.add_argument(
+        "--prediction_timestep",
+        type=int,
+        default=0,
+        help="timestep of the single-step prediction from the clean latent; the student inherits it",
+    )
     args = parser.parse_args(input_args)
     validate_args(args)
+    if args.prediction_timestep < 0:
+        raise ValueError(f"--prediction_timestep must be 0 or more, got {args.prediction_timestep}.")
     return args
 
 
@@ -65,6 +73,7 @@ def build_teacher(args: argparse.Namespace) -> MatteUNet2DConditionModel:
         variant=args.variant,
         prediction_head="region",
         head_channels=args.head_channels,
+        prediction_timestep=args.prediction_timestep,
     )
     if args.use_lora:
         from peft import LoraConfig
@@ -91,6 +100,7 @@ def main(args: argparse.Namespace) -> None:
     accelerator = make_accelerator(args)
     encoders = FrozenEncoders.from_pretrained(args, accelerator)
     unet = build_teacher(args)
+    encoders.check_unet(unet)
     text_adapter = TextAdapter(embed_dim=encoders.text_encoder.config.hidden_size)
     timestep = unet.config.prediction_timestep
 

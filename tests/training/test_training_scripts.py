@@ -245,3 +245,18 @@ def test_a_batch_larger_than_the_data_is_refused(base_model, tmp_path):
     with pytest.raises(ValueError, match="no full batch"):
         run("train_teacher", "--pretrained_model_name_or_path", base_model, "--output_dir", tmp_path,
             "--train_batch_size", 1000)  # fmt: skip
+
+
+def test_prediction_timestep_reaches_the_teacher_and_its_student(base_model, tmp_path):
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    run("train_teacher", "--pretrained_model_name_or_path", base_model, "--output_dir", teacher,
+        "--max_train_steps", 1, "--prediction_timestep", 500)  # fmt: skip
+    assert json.loads((teacher / "unet" / "config.json").read_text())["prediction_timestep"] == 500
+    run("train_distill", "--pretrained_model_name_or_path", base_model, "--teacher_model_name_or_path", teacher,
+        "--output_dir", student, "--max_train_steps", 1)  # fmt: skip
+    assert json.loads((student / "unet" / "config.json").read_text())["prediction_timestep"] == 500
+    with pytest.raises(ValueError, match="--prediction_timestep must be 0 or more, got -1"):
+        load_script("train_teacher").parse_args(
+            [*COMMON, "--pretrained_model_name_or_path", str(base_model), "--output_dir", str(tmp_path / "x"),
+             "--prediction_timestep", "-1"]
+        )  # fmt: skip
