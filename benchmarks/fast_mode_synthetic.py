@@ -14,16 +14,19 @@ On a finished `synthetic_ablation.py` work folder, through the project's own scr
 
     python benchmarks/fast_mode_synthetic.py --work_dir outputs/v2 --out_dir outputs/fast
 
-Results go to `benchmarks/results/fast_mode_synthetic.md`. Each trained folder is kept and not trained again
+`--install_demo` copies the tiny encoder to the demonstration model's `vae_tiny/` (what `predict --fast` runs), when
+the demonstration model is that work folder's (c). Results go to `benchmarks/results/fast_mode_synthetic.md`. Each trained folder is kept and not trained again
 (`synthetic_ablation.Stages`).
 """
 
 import argparse
+import filecmp
 import json
+import shutil
 from pathlib import Path
 
 from ablation_statistics import format_interval, paired_difference, summarize_samples
-from synthetic_ablation import BASELINE, NO_MILESTONES, Stages, evaluate, stage_arguments
+from synthetic_ablation import BASELINE, DEMO_DIR, NO_MILESTONES, Stages, evaluate, stage_arguments
 
 BENCHMARKS = Path(__file__).resolve().parent
 REPO = BENCHMARKS.parent
@@ -46,6 +49,7 @@ def main(argv=None) -> None:
     parser.add_argument("--finetune_steps", type=int, default=300)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--install_demo", action="store_true", help=f"copy the tiny encoder to {DEMO_DIR}/vae_tiny")
     args = parser.parse_args(argv)
     work, out = args.work_dir, args.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -80,6 +84,28 @@ def main(argv=None) -> None:
     }
     table, samples = evaluate(pipelines, data, out)
     write_results(args, sizes, table, samples, stages.seconds, list(pipelines))
+    if args.install_demo:
+        install_demo_encoder(tiny, default)
+
+
+CARD_NOTE = """
+Fast mode: `vae_tiny/` holds an `AutoencoderTiny` whose encoder was distilled into this model's VAE latents
+(`benchmarks/fast_mode_synthetic.py --install_demo`); `diffusers-matte predict --fast` runs it in place of the VAE
+(swapped in without fine-tuning: SAD +0.001 on the synthetic test split, `benchmarks/results/fast_mode_synthetic.md`).
+"""
+
+
+def install_demo_encoder(tiny: Path, pipeline: Path) -> None:
+    """The tiny encoder into the demonstration model's `vae_tiny/`, if that model is `pipeline`."""
+    weights = "unet/diffusion_pytorch_model.safetensors"
+    if not filecmp.cmp(DEMO_DIR / weights, pipeline / weights, shallow=False):
+        raise SystemExit(f"--install_demo: the demonstration model in {DEMO_DIR} is not {pipeline}; install it first.")
+    shutil.rmtree(DEMO_DIR / "vae_tiny", ignore_errors=True)
+    shutil.copytree(tiny / "vae", DEMO_DIR / "vae_tiny")
+    card = DEMO_DIR / "README.md"
+    if CARD_NOTE.strip() not in card.read_text():
+        card.write_text(card.read_text().rstrip("\n") + "\n" + CARD_NOTE)
+    print(f"installed the tiny encoder in {DEMO_DIR / 'vae_tiny'}")
 
 
 def write_results(args, sizes: dict, table: dict, samples: dict, seconds: dict, names: list) -> None:
@@ -87,7 +113,9 @@ def write_results(args, sizes: dict, table: dict, samples: dict, seconds: dict, 
     lines = [
         "# Fast mode at small scale (synthetic replication)",
         "",
-        f"Command: `python benchmarks/fast_mode_synthetic.py --work_dir {args.work_dir} --out_dir {args.out_dir}`",
+        f"Command: `python benchmarks/fast_mode_synthetic.py --work_dir {args.work_dir} --out_dir {args.out_dir}"
+        + (" --install_demo" if args.install_demo else "")
+        + "`",
         "",
         f"Variant (c) of `{args.work_dir}` (see `synthetic_ablation.md`); a tiny encoder {TINY_CONFIG} distilled "
         f"{args.encoder_steps} steps into its VAE's latents, then its student and matting decoder fine-tuned "
