@@ -71,12 +71,10 @@ def main(argv=None) -> None:
     )  # fmt: skip
     swapped = out / "pipeline_swapped"
     if not (swapped / "model_index.json").exists():
-        from diffusers import AutoencoderTiny
-
         from diffusers_matte import SoftGroundingMattingPipeline
+        from diffusers_matte.pipelines.soft_grounding.pipeline_soft_grounding import load_vae
 
-        vae = AutoencoderTiny.from_pretrained(tiny, subfolder="vae")
-        SoftGroundingMattingPipeline.from_pretrained(default, vae=vae).save_pretrained(swapped)
+        SoftGroundingMattingPipeline.from_pretrained(default, vae=load_vae(tiny)).save_pretrained(swapped)
     pipelines = {
         "default: (c), SD-style VAE encoder": default,
         "(c) with the tiny encoder swapped in, not fine-tuned": swapped,
