@@ -142,14 +142,21 @@ def build_unets(name: str, seed: int = 0) -> dict[str, nn.Module]:
 
 
 def unet_inputs(
-    unet: nn.Module, dtype: torch.dtype, batch_size: int = 1, seed: int = 0
+    unet: nn.Module, dtype: torch.dtype, batch_size: int = 1, seed: int = 0, channels_last: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(latents, timestep, encoder_hidden_states) of a 512x512 image and a 77-token prompt."""
+    """(latents, timestep, encoder_hidden_states) of a 512x512 image and a 77-token prompt; with `channels_last`,
+    the latents in the layout the pipeline gives them on CPU (`cpu_channels_last`)."""
     import torch
+
+    from diffusers_matte.pipelines.soft_grounding.pipeline_soft_grounding import (
+        cpu_channels_last,
+    )
 
     generator = torch.Generator().manual_seed(seed)
     config = unet.config
     latents = torch.randn(batch_size, config.in_channels, LATENT_SIZE, LATENT_SIZE, generator=generator)
+    if channels_last:
+        latents = cpu_channels_last(latents)
     text = torch.randn(batch_size, TEXT_TOKENS, config.cross_attention_dim, generator=generator)
     timestep = torch.full((batch_size,), config.prediction_timestep)
     return latents.to(dtype), timestep, text.to(dtype)
@@ -692,6 +699,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     parser.add_argument(
+        "--memory_format",
+        choices=("channels_last", "contiguous"),
+        default="channels_last",
+        help="layout of the latents timed: channels_last, as the pipeline runs the UNet on CPU, or contiguous "
+        "(NCHW, the layout of the results before the pipeline adopted channels_last) (default: channels_last)",
+    )
+    parser.add_argument(
         "--skip-latency",
         action="store_true",
         help="only parameters and MACs (no timing)",
@@ -751,7 +765,8 @@ def run_model(name: str, args: argparse.Namespace, report: Report, summary: list
             dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
             for model in models.values():
                 model.to(dtype)
-            inputs = {k: unet_inputs(m, dtype, seed=args.seed) for k, m in models.items()}
+            channels_last = args.memory_format == "channels_last"
+            inputs = {k: unet_inputs(m, dtype, seed=args.seed, channels_last=channels_last) for k, m in models.items()}
             records, call_shapes = time_interleaved(
                 models,
                 inputs,
@@ -791,6 +806,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     report.add(
         "Random weights, batch 1, 512x512 input (64x64 latent, 4 channels), 77 text tokens, "
+        f"latents in {args.memory_format} layout, "
         "`torch.inference_mode()`, default attention processors (SDPA). Teacher: full SD UNet with the "
         "region head; tiny: BK-SDM tiny with the matte head; student: tiny with self-attention removed at "
         f"64x64 and K/V down-sampled by 2x2 at 32x32 and 16x16 (`self_attention_kv_downsample={STUDENT_KV_DOWNSAMPLE}`)."

@@ -59,6 +59,9 @@ VISION = dict(
     num_hidden_layers=3,
     patch_size=8,
 )
+# `--clip_same_colour_share` draws that share of every CLIP batch as groups of this many instances of one colour,
+# so that colour cannot tell those pairs apart and the loss has to read the other words (`word_sensitivity`).
+CLIP_SAME_COLOUR_GROUP = 8
 VAE_BATCH_SIZE = 8  # 64 px crops: a CPU step of 8 takes about 0.2 s, one of 32 more than a second
 MAX_TOKENS = 32  # the longest synthetic expression is about 16 tokens; SD's 77 would only add padding to attend to
 TOKENIZER_MERGES = 3000  # more than the vocabulary needs: learning stops when no pair repeats
@@ -99,6 +102,7 @@ def build_base_model(
     unet_steps: int = DEFAULT_STEPS["unet_steps"],
     batch_size: int = 32,
     prediction_type: str = PREDICTION_TYPE,
+    clip_options: dict | None = None,
 ) -> dict:
     """Write the base model to `path`, training each missing component; returns the seconds each took.
 
@@ -107,6 +111,7 @@ def build_base_model(
         vae_steps / clip_steps / unet_steps: pretraining steps of the VAE, of the CLIP model, and of the UNet as a
             text-to-image denoiser (0 leaves that component random).
         prediction_type: the denoiser's target, `"v_prediction"` (SD 2.x) or `"epsilon"` (SD 1.x).
+        clip_options: keyword arguments of `pretrain_text_encoder` (`same_colour_share`, `patch_size`).
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -126,7 +131,9 @@ def build_base_model(
     component("vae", lambda: pretrain_vae(rows, vae_steps, VAE_BATCH_SIZE, seed, accelerator))
     component(
         "text_encoder",
-        lambda: pretrain_text_encoder(path, rows, clip_steps, 2 * batch_size, seed, accelerator),
+        lambda: pretrain_text_encoder(
+            path, rows, clip_steps, 2 * batch_size, seed, accelerator, **(clip_options or {})
+        ),
     )
     component("scheduler", lambda: make_noise_scheduler(prediction_type))
     component(
@@ -268,9 +275,42 @@ def instance_views(rows, grey: float = 0.0) -> torch.Tensor:
     return torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2)
 
 
-def pretrain_text_encoder(path: Path, rows, steps: int, batch_size: int, seed: int, accelerator: Accelerator):
+def clip_batch(
+    colours: list, batch_size: int, rng: np.random.Generator, same_colour_share: float = 0.0, group: int = 8
+) -> np.ndarray:
+    """Indices of up to `batch_size` distinct rows: `same_colour_share` of them in groups of up to `group` rows
+    that share a colour (each group of another colour), the rest drawn at random from the other rows."""
+    by_colour: dict = {}
+    for index, colour in enumerate(colours):
+        by_colour.setdefault(colour, []).append(index)
+    pools = list(by_colour.values())
+    wanted = round(batch_size * same_colour_share)
+    if wanted == 0:  # random batches, drawn as before this option existed
+        return rng.choice(len(colours), min(batch_size, len(colours)), replace=False)
+    grouped: list = []
+    for c in rng.permutation(len(pools)):
+        if len(grouped) == wanted:
+            break
+        take = min(group, len(pools[c]), wanted - len(grouped))
+        grouped.extend(rng.choice(pools[c], take, replace=False))
+    rest = np.setdiff1d(np.arange(len(colours)), grouped)
+    extra = rng.choice(rest, min(batch_size - len(grouped), len(rest)), replace=False)
+    return np.concatenate([np.array(grouped, dtype=int), extra]).astype(int)
+
+
+def pretrain_text_encoder(
+    path: Path,
+    rows,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    accelerator: Accelerator,
+    same_colour_share: float = 0.0,
+    patch_size: int = VISION["patch_size"],
+):
     """The text tower of a `CLIPModel` trained with CLIP's symmetric contrastive loss (`return_loss=True`) on
     (instance view, one of its expressions) pairs; returned as a `CLIPTextModel`, as Stable Diffusion ships it.
+    `same_colour_share` of each batch is drawn in groups of one colour (`clip_batch`); `patch_size` is the ViT's.
     """
     from transformers import CLIPConfig, CLIPModel, CLIPTextModel
 
@@ -290,7 +330,7 @@ def pretrain_text_encoder(path: Path, rows, steps: int, batch_size: int, seed: i
     image_size = rows[0]["image"].size[0]
     config = CLIPConfig(
         text_config=text_config,
-        vision_config=dict(image_size=image_size, **VISION),
+        vision_config=dict(image_size=image_size, **{**VISION, "patch_size": patch_size}),
         projection_dim=TEXT["hidden_size"],
     )
     clip = CLIPModel(config)
@@ -301,8 +341,9 @@ def pretrain_text_encoder(path: Path, rows, steps: int, batch_size: int, seed: i
         rng = np.random.default_rng(seed)
         clip, optimizer, schedule = _prepare_training(clip, steps, 0.1, accelerator)
         clip.train()
+        colours = [json.loads(meta)["color"] for meta in rows["meta"]]
         for _ in (progress := tqdm(range(steps), desc="CLIP pretraining")):
-            index = rng.choice(len(views), batch_size, replace=False)
+            index = clip_batch(colours, batch_size, rng, same_colour_share, CLIP_SAME_COLOUR_GROUP)
             prompts = [texts[i][rng.integers(len(texts[i]))] for i in index]
             ids, _ = tokenize(tokenizer, text_tower, prompts)
             loss = clip(
@@ -464,6 +505,51 @@ def caption_use(base: Path, rows, timesteps=(200, 500, 800, 950), seed: int = 0)
     return result
 
 
+@torch.no_grad()
+def word_sensitivity(base: Path) -> dict:
+    """How far one word moves what the UNet reads: the mean distance between the frozen text encoder's hidden
+    states (the whole padded sequence, which cross-attention reads) of two expressions that differ in one word,
+    by the kind of word: a category ("the red ball" / "the red box"), a colour ("the red ball" / "the blue
+    ball"), a position ("the ball on the left" / "the ball on the right"). An encoder that carries all three
+    kinds of word moves its states by each; one that has erased a kind barely moves for it. Returns the three mean
+    distances and, under "<kind> / colour", each relative to the colour's."""
+    from itertools import combinations
+
+    from transformers import CLIPTextModel
+
+    from diffusers_matte.data.synthetic.shapes import CATEGORIES, COLORS
+    from diffusers_matte.pipelines.soft_grounding.pipeline_soft_grounding import (
+        tokenize,
+    )
+
+    base = Path(base)
+    text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder").eval()
+    tokenizer = load_tokenizer(base)
+
+    def states(texts: list) -> torch.Tensor:
+        ids, _ = tokenize(tokenizer, text_encoder, texts)
+        return text_encoder(ids)[0].flatten(1)
+
+    def mean_swap_distance(groups: list) -> float:
+        """Mean distance between the expressions of each group (they differ in one word), over all groups."""
+        distances = []
+        for texts in groups:
+            hidden = states(texts)
+            distances += [(hidden[a] - hidden[b]).norm().item() for a, b in combinations(range(len(texts)), 2)]
+        return float(np.mean(distances))
+
+    swaps = {
+        "category": [[f"the {colour} {c}" for c in CATEGORIES] for colour in COLORS],
+        "colour": [[f"the {colour} {c}" for colour in COLORS] for c in CATEGORIES],
+        "position": [[f"the {c} on the {side}" for side in ("left", "right")] for c in CATEGORIES]
+        + [[f"the {c} at the {row}" for row in ("top", "bottom")] for c in CATEGORIES],
+    }
+    result = {kind: mean_swap_distance(groups) for kind, groups in swaps.items()}
+    for kind in ("category", "position"):
+        result[f"{kind} / colour"] = result[kind] / result["colour"] if result["colour"] else float("inf")
+    return result
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -484,13 +570,32 @@ def main(argv=None) -> None:
     for name, steps in DEFAULT_STEPS.items():
         parser.add_argument(f"--{name}", type=int, default=steps)
     parser.add_argument("--prediction_type", choices=("v_prediction", "epsilon"), default=PREDICTION_TYPE)
+    parser.add_argument(
+        "--clip_same_colour_share",
+        type=float,
+        default=0.0,
+        help=f"share of each CLIP batch drawn as groups of {CLIP_SAME_COLOUR_GROUP} instances of one colour "
+        "(default: 0, random batches)",
+    )
+    parser.add_argument(
+        "--clip_patch_size", type=int, default=VISION["patch_size"], help="the CLIP ViT's patch size (default: 8)"
+    )
     args = parser.parse_args(argv)
+    if not 0 <= args.clip_same_colour_share <= 1:
+        parser.error(f"--clip_same_colour_share: expected a share in [0, 1], got {args.clip_same_colour_share}")
     import datasets
 
     rows = datasets.load_from_disk(str(args.dataset))["train"]
     steps = {name: getattr(args, name) for name in DEFAULT_STEPS}
+    clip_options = dict(same_colour_share=args.clip_same_colour_share, patch_size=args.clip_patch_size)
     seconds = build_base_model(
-        args.output_dir, rows, args.seed, batch_size=args.batch_size, prediction_type=args.prediction_type, **steps
+        args.output_dir,
+        rows,
+        args.seed,
+        batch_size=args.batch_size,
+        prediction_type=args.prediction_type,
+        clip_options=clip_options,
+        **steps,
     )
     if args.no_diffusion_pretraining is not None:
         without_diffusion_pretraining(args.output_dir, args.no_diffusion_pretraining, args.seed)

@@ -81,3 +81,36 @@ def test_units_sharing_a_model_keep_their_own_stage_times():
     )
     for record in records:
         assert record.module_times["parts.m"] <= record.measured.seconds, record
+
+
+def test_unet_benchmark_times_the_latents_in_the_pipelines_layout():
+    import benchmark_unet
+
+    from diffusers_matte.models.unet_matte import MatteUNet2DConditionModel
+    from diffusers_matte.testing import get_dummy_unet_init_dict
+
+    unet = MatteUNet2DConditionModel(**get_dummy_unet_init_dict(), prediction_head="region")
+    plain = benchmark_unet.unet_inputs(unet, torch.float32)
+    last = benchmark_unet.unet_inputs(unet, torch.float32, channels_last=True)
+    assert last[0].is_contiguous(memory_format=torch.channels_last) and plain[0].is_contiguous()
+    for a, b in zip(plain, last):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert benchmark_unet.parse_args(["--output", "/nonexistent/unet.md"]).memory_format == "channels_last"
+
+
+def test_attention_parts_times_every_piece_of_both_layers(tmp_path):
+    import attention_parts
+
+    output = tmp_path / "parts.md"
+    attention_parts.main(
+        ["--dtypes", "fp32", "--rounds", "1", "--repeats", "1", "--threads", "1", "--output", str(output)]
+    )
+    text = output.read_text()
+    for grid in ("32x32", "16x16"):
+        assert f"### {grid}, fp32" in text
+    # the pieces' MACs add up to the layer counts of benchmark_unet (FlopCounterMode on the real layers)
+    assert "0.597 of the MACs" in text and "0.818 of the MACs" in text
+    assert text.count("phi, patchify + linear") == 2
+    assert text.count("alternative: phi as a strided conv2d") == 2  # timed, not summed into a layer
+    with pytest.raises(SystemExit):
+        attention_parts.main(["--output", str(output)])  # exists: refused without --overwrite

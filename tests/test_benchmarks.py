@@ -172,6 +172,53 @@ def test_base_tokenizer_reads_ordinary_words_whole(layout_rows):
         assert len(tokenizer.tokenize(word)) == 1, (word, tokenizer.tokenize(word))
 
 
+def test_clip_batches_draw_their_share_in_groups_of_one_colour():
+    colours = ["red"] * 20 + ["blue"] * 5 + ["green"] * 12 + ["white"] * 30
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        index = synthetic_base_model.clip_batch(colours, 16, rng, 0.5, 4)
+        assert len(index) == len(set(index.tolist())) == 16
+        grouped = [colours[i] for i in index[:8]]
+        assert sorted(np.unique(grouped, return_counts=True)[1].tolist()) == [4, 4]  # two colours, four each
+    picked = np.concatenate([synthetic_base_model.clip_batch(colours, 16, rng, 0.5, 4)[8:] for _ in range(50)])
+    assert len(np.unique([colours[i] for i in picked])) == 4  # the random half draws from every colour
+    small = synthetic_base_model.clip_batch(["red"] * 3 + ["blue"], 8, rng, 0.5, 4)
+    assert sorted(small.tolist()) == [0, 1, 2, 3]  # fewer rows than a batch: all of them, once
+    # no share: the random batches of before, drawn the same way
+    random = synthetic_base_model.clip_batch(colours, 16, np.random.default_rng(1))
+    np.testing.assert_array_equal(random, np.random.default_rng(1).choice(len(colours), 16, replace=False))
+    two = ["red"] * 20 + ["green"] * 12
+    grouped_only = synthetic_base_model.clip_batch(two, 16, rng, 1.0, 8)
+    assert sorted(np.unique([two[i] for i in grouped_only], return_counts=True)[1].tolist()) == [8, 8]
+
+
+def test_word_sensitivity_measures_each_kind_of_word(layout_rows, tmp_path, monkeypatch):
+    from diffusers_matte.data.synthetic import shapes
+
+    base = tmp_path / "base"
+    synthetic_base_model.build_base_model(base, layout_rows, vae_steps=0, clip_steps=0, unet_steps=0)
+    tokenizer = synthetic_base_model.load_tokenizer(base)
+    # the colours this small set's tokenizer reads as one token (the others it spells out)
+    whole = {c: rgb for c, rgb in shapes.COLORS.items() if len(tokenizer.tokenize(c)) == 1}
+    assert len(whole) >= 2
+    monkeypatch.setattr(shapes, "COLORS", whole)
+    moved = synthetic_base_model.word_sensitivity(base)
+    assert set(moved) == {"category", "colour", "position", "category / colour", "position / colour"}
+    assert all(moved[kind] > 0 for kind in ("category", "colour", "position"))
+    assert moved["category / colour"] == pytest.approx(moved["category"] / moved["colour"])
+    # an encoder blind to colour words: colour swaps no longer move it, category swaps still do
+    from transformers import CLIPTextModel
+
+    encoder = CLIPTextModel.from_pretrained(base / "text_encoder")
+    with torch.no_grad():
+        colour_ids = tokenizer.convert_tokens_to_ids([tokenizer.tokenize(c)[0] for c in whole])
+        table = encoder.get_input_embeddings().weight
+        table[colour_ids] = table[colour_ids[0]].clone()
+    encoder.save_pretrained(base / "text_encoder")
+    blind = synthetic_base_model.word_sensitivity(base)
+    assert blind["colour"] < 1e-4 < blind["category"]
+
+
 def test_instance_views_show_only_the_named_instance(layout_rows):
     views = synthetic_base_model.instance_views(layout_rows.select(range(2)))
     alpha = np.asarray(layout_rows[0]["alpha"], np.float32) / 255.0

@@ -208,6 +208,29 @@ def test_downsample_equals_strided_convolution_and_handles_odd_grids():
         torch.testing.assert_close(reduced, expected.flatten(2).transpose(1, 2), rtol=1e-5, atol=1e-5)
 
 
+def test_downsample_keeps_its_permuted_weight_only_without_gradients():
+    torch.manual_seed(0)
+    proc = MatteAttnProcessor(hidden_size=6, kv_downsample=2)
+    torch.nn.init.normal_(proc.kv_down.weight)
+    tokens = torch.randn(1, 16, 6)
+
+    def conv(tokens):
+        return proc.kv_down(tokens.reshape(1, 4, 4, 6).permute(0, 3, 1, 2)).flatten(2).transpose(1, 2)
+
+    with torch.no_grad():
+        first = proc.downsample(tokens, (4, 4))[0]
+        kept = proc.patch_weight()
+        assert proc.patch_weight() is kept  # the same copy while the weight is unchanged
+        torch.testing.assert_close(first, conv(tokens), rtol=1e-5, atol=1e-5)
+        proc.kv_down.weight.mul_(2.0)  # an optimiser step or a load changes the parameter in place
+        assert proc.patch_weight() is not kept
+        torch.testing.assert_close(proc.downsample(tokens, (4, 4))[0], conv(tokens), rtol=1e-5, atol=1e-5)
+    # with gradients the permuted weight is taken afresh and the convolution's weight learns
+    proc.downsample(tokens, (4, 4))[0].square().sum().backward()
+    assert proc.kv_down.weight.grad is not None and proc.kv_down.weight.grad.abs().sum() > 0
+    assert "_patch_weight" not in "".join(proc.state_dict())
+
+
 def test_kv_downsample_initialised_as_average_pooling():
     proc = MatteAttnProcessor(hidden_size=3, kv_downsample=2)
     tokens = torch.randn(1, 16, 3)

@@ -97,6 +97,23 @@ def test_generator_is_accepted_and_changes_nothing(pipe, reference):
         np.testing.assert_array_equal(out.alpha, reference.alpha)
 
 
+def test_cpu_activations_run_in_channels_last_with_the_same_matte(pipe, reference, monkeypatch):
+    from diffusers_matte.pipelines.soft_grounding import pipeline_soft_grounding as module
+
+    image = torch.rand(2, 3, 8, 8)
+    last = module.cpu_channels_last(image)
+    assert last.is_contiguous(memory_format=torch.channels_last) and not image.is_contiguous(
+        memory_format=torch.channels_last
+    )
+    torch.testing.assert_close(last, image, rtol=0, atol=0)
+    tokens = torch.rand(2, 7, 16)
+    assert module.cpu_channels_last(tokens) is tokens  # only images and latents have channels
+    # the layout the convolutions see changes, not the result: the same matte with the conversion switched off
+    monkeypatch.setattr(module, "cpu_channels_last", lambda tensor: tensor.contiguous())
+    _assert_outputs_close(pipe(**get_dummy_inputs()), reference, atol=1e-5)
+    assert all(p.is_contiguous() for p in pipe.unet.parameters())  # weights untouched: save_pretrained works
+
+
 def test_prompt_and_image_matter(pipe, reference):
     other_prompt = pipe(**{**get_dummy_inputs(), "prompt": "a glass of water"})
     assert np.abs(other_prompt.coarse_alpha - reference.coarse_alpha).max() > 1e-3

@@ -72,6 +72,8 @@ class MatteAttnProcessor(nn.Module):
         # Set by `MatteUNet2DConditionModel.capture`; not part of the state.
         self.recorder: "AttentionRecorder | None" = None
         self.layer_name: str | None = None
+        # phi's weight in patch order, kept between calls without gradients (`patch_weight`); not part of the state
+        self._patch_weight: tuple[tuple, torch.Tensor] | None = None
 
     @torch.no_grad()
     def reset_kv_down_to_average(self) -> None:
@@ -86,7 +88,10 @@ class MatteAttnProcessor(nn.Module):
         """phi: (B, h*w, C) tokens -> (B, ceil(h/k)*ceil(w/k), C) tokens.
 
         Written as patchify + linear, which equals the strided convolution and is faster on CPU than
-        `Conv2d` on NCHW. Grids that are not a multiple of k are padded by edge replication.
+        `Conv2d` on NCHW. A patch lists its k x k tokens one after the other (row, column, then channel): gathering
+        it copies runs of C contiguous values, where the convolution's own order (channel, row, column) made the
+        copy cost as much as the GEMM (`benchmarks/results/attention_parts_cpu.md`); the weight is permuted to
+        match (`patch_weight`). Grids that are not a multiple of k are padded by edge replication.
         """
         k = self.kv_downsample
         batch, _, channels = tokens.shape
@@ -97,12 +102,21 @@ class MatteAttnProcessor(nn.Module):
             grid = F.pad(grid.permute(0, 3, 1, 2), (0, pad_w, 0, pad_h), mode="replicate").permute(0, 2, 3, 1)
             height, width = height + pad_h, width + pad_w
         hk, wk = height // k, width // k
-        patches = grid.reshape(batch, hk, k, wk, k, channels).permute(0, 1, 3, 5, 2, 4)
-        patches = patches.reshape(batch, hk * wk, channels * k * k)
-        return F.linear(patches, self.kv_down.weight.flatten(1), self.kv_down.bias), (
-            hk,
-            wk,
-        )
+        patches = grid.reshape(batch, hk, k, wk, k, channels).permute(0, 1, 3, 2, 4, 5)
+        patches = patches.reshape(batch, hk * wk, k * k * channels)
+        return F.linear(patches, self.patch_weight(), self.kv_down.bias), (hk, wk)
+
+    def patch_weight(self) -> torch.Tensor:
+        """phi's `(C_out, C_in, k, k)` convolution weight as `(C_out, k * k * C_in)` in patch order. Without
+        gradients the permuted copy is kept until the parameter changes (its storage, version, dtype or device),
+        so inference does not copy the weight at every call; with gradients it is taken afresh, differentiably."""
+        weight = self.kv_down.weight
+        if torch.is_grad_enabled():
+            return weight.permute(0, 2, 3, 1).flatten(1)
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+        if self._patch_weight is None or self._patch_weight[0] != key:
+            self._patch_weight = (key, weight.detach().permute(0, 2, 3, 1).flatten(1).contiguous())
+        return self._patch_weight[1]
 
     def __call__(
         self,
