@@ -276,7 +276,11 @@ def instance_views(rows, grey: float = 0.0) -> torch.Tensor:
 
 
 def clip_batch(
-    colours: list, batch_size: int, rng: np.random.Generator, same_colour_share: float = 0.0, group: int = 8
+    colours: list,
+    batch_size: int,
+    rng: np.random.Generator,
+    same_colour_share: float = 0.0,
+    group: int = CLIP_SAME_COLOUR_GROUP,
 ) -> np.ndarray:
     """Indices of up to `batch_size` distinct rows: `same_colour_share` of them in groups of up to `group` rows
     that share a colour (each group of another colour), the rest drawn at random from the other rows."""
@@ -513,8 +517,6 @@ def word_sensitivity(base: Path) -> dict:
     ball"), a position ("the ball on the left" / "the ball on the right"). An encoder that carries all three
     kinds of word moves its states by each; one that has erased a kind barely moves for it. Returns the three mean
     distances and, under "<kind> / colour", each relative to the colour's."""
-    from itertools import combinations
-
     from transformers import CLIPTextModel
 
     from diffusers_matte.data.synthetic.shapes import CATEGORIES, COLORS
@@ -532,11 +534,7 @@ def word_sensitivity(base: Path) -> dict:
 
     def mean_swap_distance(groups: list) -> float:
         """Mean distance between the expressions of each group (they differ in one word), over all groups."""
-        distances = []
-        for texts in groups:
-            hidden = states(texts)
-            distances += [(hidden[a] - hidden[b]).norm().item() for a, b in combinations(range(len(texts)), 2)]
-        return float(np.mean(distances))
+        return torch.cat([torch.pdist(states(texts)) for texts in groups]).mean().item()
 
     swaps = {
         "category": [[f"the {colour} {c}" for c in CATEGORIES] for colour in COLORS],
