@@ -38,9 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffusers_matte.data.synthetic import TEXT_TYPES
+
 BENCHMARKS = Path(__file__).resolve().parent
 RESULTS = BENCHMARKS / "results" / "grounding_learnability.md"
-KINDS = ("keyword", "basic", "absolute", "relative")
 GRID = 4  # the replication's latent grid: 1/4 of the image (VAE factor 4)
 
 
@@ -100,9 +101,10 @@ class FiLMGroundingNet(nn.Module):
 
 def to_tensors(rows) -> tuple[torch.Tensor, torch.Tensor]:
     """Images in [-1, 1] `(N, 3, H, W)` and alphas in [0, 1] `(N, 1, H, W)`."""
-    pixels = np.stack([np.asarray(image.convert("RGB")) for image in rows["image"]])
+    from synthetic_base_model import _pixels
+
+    pixels = torch.from_numpy(np.stack([_pixels(image) for image in rows["image"]])).permute(0, 3, 1, 2)
     alphas = np.stack([np.asarray(alpha) for alpha in rows["alpha"]])
-    pixels = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1
     return pixels, torch.from_numpy(alphas).float()[:, None] / 255
 
 
@@ -110,11 +112,11 @@ def make_predictor(model: FiLMGroundingNet, tokenize):
     """`grounding_probe`'s predictor: the sigmoid of the model's grid logits, bilinearly up to the image."""
 
     import grounding_probe
+    from synthetic_base_model import _pixels
 
     @torch.no_grad()
     def predict(image, prompts: list[str]) -> dict[str, list[np.ndarray]]:
-        pixels = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1).float() / 127.5 - 1
-        pixels = pixels.to(model.head.weight.device)
+        pixels = torch.from_numpy(_pixels(image)).permute(2, 0, 1).to(model.head.weight.device)
         logits = model(pixels[None].expand(len(prompts), -1, -1, -1), tokenize(prompts))
         return {"prediction": grounding_probe._native(logits.sigmoid(), image.size[::-1])}
 
@@ -126,11 +128,9 @@ def probe(model: FiLMGroundingNet, tokenize, rows) -> dict:
     import grounding_probe
 
     model.eval()
-    by_kind = grounding_probe.probe(rows, make_predictor(model, tokenize), by_expression=True)["prediction"]
+    means = grounding_probe.probe(rows, make_predictor(model, tokenize), by_expression=True)["prediction"]
     model.train()
-    means = {KINDS[t]: by_kind[t] for t in sorted(by_kind)}
-    means["all"] = {key: float(np.mean([m[key] for m in by_kind.values()])) for key in ("referred", "others", "sad")}
-    return means
+    return grounding_probe.by_kind(means)
 
 
 # What a ratio means: predictors that know the answer, or part of it, pooled to the grid as a model predicts it.
@@ -174,11 +174,10 @@ def oracle_calibration(rows) -> dict:
 def load_splits(args) -> tuple:
     """The work folder's train split and the first `--num_test_images` images of its test split."""
     import datasets
+    import grounding_probe
 
     data = datasets.load_from_disk(str(args.work_dir / "data"))
-    test_rows = data["test"]
-    keep = set(list(dict.fromkeys(test_rows["image_id"]))[: args.num_test_images])
-    return data["train"], test_rows.select([i for i, image_id in enumerate(test_rows["image_id"]) if image_id in keep])
+    return data["train"], grounding_probe.first_images(data["test"], args.num_test_images)
 
 
 def train(args, train_rows, test_rows) -> list[dict]:
@@ -204,7 +203,7 @@ def train(args, train_rows, test_rows) -> list[dict]:
     rows, start = [], time.perf_counter()
     for step in range(1, args.steps + 1):
         index = torch.randint(0, len(texts), (args.batch_size,), generator=generator)
-        kind = torch.randint(0, len(KINDS), (args.batch_size,), generator=generator)
+        kind = torch.randint(0, len(TEXT_TYPES), (args.batch_size,), generator=generator)
         ids = tokenize([texts[i][k] for i, k in zip(index.tolist(), kind.tolist())])
         loss = F.binary_cross_entropy_with_logits(model(pixels[index], ids), targets[index])
         optimizer.zero_grad()
@@ -237,11 +236,11 @@ def write_results(path: Path, command: str, args, rows: list[dict], calibration:
         "mean prediction on the referred instance over its mean on the image's other instances (1.0: the sentence "
         "is ignored); last column: the prediction scored as the alpha matte (SAD / 1000).",
         "",
-        "| step | pairs seen | minutes | " + " | ".join(KINDS) + " | all | SAD as alpha |",
-        "|---|---|---|" + "---|" * (len(KINDS) + 2),
+        "| step | pairs seen | minutes | " + " | ".join(TEXT_TYPES) + " | all | SAD as alpha |",
+        "|---|---|---|" + "---|" * (len(TEXT_TYPES) + 2),
     ]
     for row in rows:
-        cells = [f"{row['probe'][k]['referred'] / row['probe'][k]['others']:.2f}" for k in (*KINDS, "all")]
+        cells = [f"{row['probe'][k]['referred'] / row['probe'][k]['others']:.2f}" for k in (*TEXT_TYPES, "all")]
         lines.append(
             f"| {row['step']} | {row['samples']} | {row['minutes']:.1f} | "
             + " | ".join(cells)

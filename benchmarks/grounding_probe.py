@@ -72,6 +72,22 @@ def probe(
     return means if by_expression else {output: keyed[None] for output, keyed in means.items()}
 
 
+def first_images(rows, num_images: int):
+    """The rows of the first `num_images` images of `rows` (every instance of each)."""
+    keep = set(list(dict.fromkeys(rows["image_id"]))[:num_images])
+    return rows.select([index for index, image_id in enumerate(rows["image_id"]) if image_id in keep])
+
+
+def by_kind(means: dict) -> dict:
+    """`probe(..., by_expression=True)`'s means for one output, keyed by the synthetic set's expression kinds
+    (`TEXT_TYPES`, in the order of each row's `texts`), plus "all": each mean averaged over the kinds."""
+    from diffusers_matte.data.synthetic import TEXT_TYPES
+
+    named = {TEXT_TYPES[t]: means[t] for t in sorted(means)}
+    named["all"] = {key: float(np.mean([m[key] for m in means.values()])) for key in next(iter(means.values()))}
+    return named
+
+
 def _native(maps: torch.Tensor, size: tuple[int, int]) -> list[np.ndarray]:
     """(N, 1, h, w) maps bilinearly resized to the image's (H, W)."""
     maps = F.interpolate(maps.float(), size=size, mode="bilinear", align_corners=False)

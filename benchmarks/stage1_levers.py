@@ -37,10 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diffusers_matte.data.synthetic import TEXT_TYPES
+
 BENCHMARKS = Path(__file__).resolve().parent
 REPO = BENCHMARKS.parent
 RESULTS = BENCHMARKS / "results" / "stage1_levers.md"
-KINDS = ("keyword", "basic", "absolute", "relative")
 VARIANTS = {
     "recipe": {},
     "pooled_text": {"pooled_text": True},
@@ -108,14 +109,9 @@ def probe(base: Path, teacher: Path, work: Path, resolution: int, num_images: in
     import datasets
     import grounding_probe
 
-    test = datasets.load_from_disk(str(work / "data"))["test"]
-    images = set(list(dict.fromkeys(test["image_id"]))[:num_images])
-    test = test.select([index for index, image_id in enumerate(test["image_id"]) if image_id in images])
+    test = grounding_probe.first_images(datasets.load_from_disk(str(work / "data"))["test"], num_images)
     predict = grounding_probe.teacher_predictor(base, teacher, resolution, outputs=("P(not background)",))
-    by_kind = grounding_probe.probe(test, predict, by_expression=True)["P(not background)"]
-    means = {KINDS[t]: by_kind[t] for t in sorted(by_kind)}
-    means["all"] = {part: float(np.mean([m[part] for m in by_kind.values()])) for part in ("referred", "others")}
-    return means
+    return grounding_probe.by_kind(grounding_probe.probe(test, predict, by_expression=True)["P(not background)"])
 
 
 def write_results(path: Path, command: str, sizes: dict, steps: int, num_images: int, rows: dict) -> None:
@@ -129,8 +125,8 @@ def write_results(path: Path, command: str, sizes: dict, steps: int, num_images:
         f"the first {num_images} test images (every instance, every expression). Cells: P(not background) on the "
         "referred instance / on the image's other instances = their ratio (1.0: the text is ignored).",
         "",
-        "| variant | " + " | ".join(KINDS) + " | all |",
-        "|---|" + "---|" * (len(KINDS) + 1),
+        "| variant | " + " | ".join(TEXT_TYPES) + " | all |",
+        "|---|" + "---|" * (len(TEXT_TYPES) + 1),
     ]
     for name, means in rows.items():
         cells = [

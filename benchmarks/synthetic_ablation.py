@@ -529,8 +529,9 @@ def _no_target_note(summary: dict) -> str:
 def _table_lines(table: dict, samples: dict) -> list[str]:
     from ablation_statistics import format_interval, summarize_samples
 
+    from diffusers_matte.data.synthetic import TEXT_TYPES
+
     columns = ["sad", "mse", "grad", "conn"]
-    types = ["keyword", "basic", "absolute", "relative"]
     empty = table[BASELINE]["mean"]
     lines = [
         "Means over the test samples, with 95% bootstrap intervals over test instances (2000 resamples); "
@@ -551,14 +552,16 @@ def _table_lines(table: dict, samples: dict) -> list[str]:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         kinds = stats["per_text_type"]
         per_kind.append(
-            f"| {name} | " + " | ".join(format_interval(*kinds[t]["sad"]) if t in kinds else "-" for t in types) + " |"
+            f"| {name} | "
+            + " | ".join(format_interval(*kinds[t]["sad"]) if t in kinds else "-" for t in TEXT_TYPES)
+            + " |"
         )
     lines += [
         "",
         "SAD per expression kind (95% intervals over instances):",
         "",
-        "| variant | " + " | ".join(types) + " |",
-        "|---|" + "---|" * len(types),
+        "| variant | " + " | ".join(TEXT_TYPES) + " |",
+        "|---|" + "---|" * len(TEXT_TYPES),
         *per_kind,
     ]
     return lines

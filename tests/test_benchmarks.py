@@ -60,6 +60,20 @@ def test_probe_by_expression_splits_the_same_pairs_by_text_index(rows):
     assert overall["referred"] == pytest.approx(np.mean([means["referred"] for means in by_kind.values()]))
 
 
+def test_first_images_keeps_every_row_of_the_first_images_only(rows):
+    first = list(dict.fromkeys(rows["image_id"]))[0]
+    kept = grounding_probe.first_images(rows, 1)
+    assert set(kept["image_id"]) == {first} and len(kept) == rows["image_id"].count(first)
+    assert len(grounding_probe.first_images(rows, 10)) == len(rows)
+
+
+def test_by_kind_names_the_expression_kinds_and_averages_over_them():
+    means = {0: {"referred": 1.0, "others": 0.5}, 1: {"referred": 3.0, "others": 1.5}}
+    named = grounding_probe.by_kind(means)
+    assert list(named) == ["keyword", "basic", "all"]
+    assert named["basic"] == means[1] and named["all"] == {"referred": 2.0, "others": 1.0}
+
+
 def test_teacher_predictor_refuses_an_unknown_output():
     with pytest.raises(ValueError, match="P\\(foreground\\)"):
         grounding_probe.teacher_predictor("unused", "unused", 32, outputs=("alpha",))

@@ -62,7 +62,7 @@ def test_a_short_run_probes_at_each_interval_and_writes_the_table(work_dir, tmp_
 def _row(line: str) -> dict:
     """A printed probe row that gives `line` back: its step and pairs, and a probe with those ratios."""
     cells = [cell.strip() for cell in line.strip("|").split("|")]
-    ratios = dict(zip((*grounding_learnability.KINDS, "all"), map(float, cells[3:8])))
+    ratios = dict(zip((*grounding_learnability.TEXT_TYPES, "all"), map(float, cells[3:8])))
     probe = {kind: {"referred": ratio, "others": 1.0} for kind, ratio in ratios.items()}
     probe["all"]["sad"] = float(cells[8])
     return {"step": int(cells[0]), "samples": int(cells[1]), "minutes": float(cells[2]), "probe": probe}
