@@ -347,7 +347,7 @@ def pretrain_text_encoder(
         clip.train()
         colours = [json.loads(meta)["color"] for meta in rows["meta"]]
         for _ in (progress := tqdm(range(steps), desc="CLIP pretraining")):
-            index = clip_batch(colours, batch_size, rng, same_colour_share, CLIP_SAME_COLOUR_GROUP)
+            index = clip_batch(colours, batch_size, rng, same_colour_share)
             prompts = [texts[i][rng.integers(len(texts[i]))] for i in index]
             ids, _ = tokenize(tokenizer, text_tower, prompts)
             loss = clip(

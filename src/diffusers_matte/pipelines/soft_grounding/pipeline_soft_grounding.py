@@ -66,9 +66,9 @@ def tokenize(tokenizer, text_encoder, prompts: list[str]) -> tuple[torch.Tensor,
 def cpu_channels_last(tensor: torch.Tensor) -> torch.Tensor:
     """`tensor` in channels_last memory format when it lives on the CPU, as it is.
 
-    On CPU the convolutions of the image encoders and the UNet run in that layout without reordering their
-    activations at every layer: measured on 2 cores at 512 px, the SD VAE encoder takes 0.61x and the tiny encoder
-    0.37x the time in bf16, the student UNet 0.70x (`benchmarks/results/pipeline_cpu.md`). Converting the
+    On CPU the convolutions of the image encoders run in that layout without reordering their activations at
+    every layer: measured on 2 cores at 512 px, the SD VAE encoder takes 0.64x and the tiny encoder 0.35x the time
+    in bf16; the UNets are unchanged (`benchmarks/results/pipeline_cpu.md`). Converting the
     activations is enough (the weights stay contiguous, so `save_pretrained` is unaffected); the values are the
     same up to float rounding. Not measured on CUDA, so left alone there."""
     if tensor.device.type != "cpu" or tensor.ndim != 4:
