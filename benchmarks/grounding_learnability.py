@@ -23,9 +23,13 @@ model that starts from nothing, which only a prior (the paper's premise) or many
 
     python benchmarks/grounding_learnability.py --work_dir outputs/v2 --steps 16000
 
-`--work_dir` is a work folder of `synthetic_ablation.py` (its `data/` and `base/tokenizer` are read, nothing is
-written there). `--device cuda` keeps the data and the model on a GPU, for runs of millions of pairs (written for a
-GPU session, not yet run on one).
+Two options take the model closer to the teacher: `--inputs latents` shows it the base VAE's latents instead of
+the pixels (the teacher's view of the image), and `--attention` adds, after each block, self-attention over all grid
+cells and cross-attention to every token of the sentence (as the UNet's transformer blocks do).
+
+`--work_dir` is a work folder of `synthetic_ablation.py` (its `data/`, `base/tokenizer` and, for latents,
+`base/vae` are read; nothing is written there). `--device cuda` keeps the data and the model on a GPU, for runs of
+millions of pairs (written for a GPU session, not yet run on one).
 """
 
 import argparse
@@ -56,6 +60,8 @@ class FiLMGroundingNet(nn.Module):
         channels: int = 64,
         text_width: int = 64,
         blocks: int = 4,
+        attention: bool = False,
+        latent_channels: int = 0,
     ):
         super().__init__()
         from transformers import CLIPTextConfig, CLIPTextModel
@@ -70,15 +76,25 @@ class FiLMGroundingNet(nn.Module):
             **special_tokens,  # bos, eos, pad: the pooled embedding is the end token's state
         )
         self.text = CLIPTextModel(config)
+        # Pixels are brought down to the 1/4 grid; VAE latents (`latent_channels` > 0) are on it already.
+        stride = 1 if latent_channels else 2
+        self.factor = 1 if latent_channels else GRID
         self.stem = nn.Sequential(
-            nn.Conv2d(3 + 2, channels, 3, stride=2, padding=1),
+            nn.Conv2d((latent_channels or 3) + 2, channels, 3, stride=stride, padding=1),
             nn.GroupNorm(8, channels),
             nn.SiLU(),
-            nn.Conv2d(channels, channels, 3, stride=2, padding=1),
+            nn.Conv2d(channels, channels, 3, stride=stride, padding=1),
         )
         self.convs = nn.ModuleList(nn.Conv2d(channels + 2, channels, 3, padding=1) for _ in range(blocks))
         self.norms = nn.ModuleList(nn.GroupNorm(8, channels) for _ in range(blocks))
         self.films = nn.ModuleList(nn.Linear(text_width, 2 * channels) for _ in range(blocks))
+        # Optionally after each block: self-attention over all grid cells (a whole-image receptive field, for
+        # categories of large objects and relations) and cross-attention to every token of the sentence.
+        self.attentions = nn.ModuleList(
+            nn.TransformerDecoderLayer(channels, 4, 2 * channels, dropout=0.0, batch_first=True, norm_first=True)
+            for _ in range(blocks if attention else 0)
+        )
+        self.tokens = nn.Linear(text_width, channels) if attention else None
         self.head = nn.Conv2d(channels, 1, 1)
 
     @staticmethod
@@ -88,15 +104,27 @@ class FiLMGroundingNet(nn.Module):
         return torch.stack([xs, ys])[None].expand(batch, -1, -1, -1)
 
     def forward(self, pixels: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        """Logits of the referred instance on the 1/4 grid, `(B, 1, H / 4, W / 4)`."""
-        sentence = self.text(input_ids).pooler_output
+        """Logits of the referred instance on the 1/4 grid, `(B, 1, H / 4, W / 4)` for pixels `(B, 3, H, W)` or
+        latents `(B, latent_channels, H / 4, W / 4)`."""
+        text = self.text(input_ids)
+        sentence = text.pooler_output
         coords = self.coordinates(pixels.shape[0], pixels.shape[-1], pixels.device)
         features = self.stem(torch.cat([pixels, coords], 1))
-        coords = F.avg_pool2d(coords, GRID)
-        for conv, norm, film in zip(self.convs, self.norms, self.films):
+        coords = F.avg_pool2d(coords, self.factor)
+        for block, (conv, norm, film) in enumerate(zip(self.convs, self.norms, self.films)):
             scale, shift = film(sentence)[..., None, None].chunk(2, dim=1)
             features = features + F.silu(norm(conv(torch.cat([features, coords], 1))) * (1 + scale) + shift)
+            if self.attentions:
+                features = self._attend(self.attentions[block], features, text.last_hidden_state, input_ids)
         return self.head(features)
+
+    def _attend(self, layer: nn.Module, features: torch.Tensor, states: torch.Tensor, input_ids) -> torch.Tensor:
+        batch, channels, height, width = features.shape
+        cells = features.flatten(2).transpose(1, 2)
+        padding = input_ids == self.text.config.pad_token_id
+        padding[:, 0] = False  # the start token is never padding, so every row attends to something
+        cells = layer(cells, self.tokens(states), memory_key_padding_mask=padding)
+        return cells.transpose(1, 2).reshape(batch, channels, height, width)
 
 
 def to_tensors(rows) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +136,20 @@ def to_tensors(rows) -> tuple[torch.Tensor, torch.Tensor]:
     return pixels, torch.from_numpy(alphas).float()[:, None] / 255
 
 
-def make_predictor(model: FiLMGroundingNet, tokenize):
+def vae_encoder(base: Path, device):
+    """The base model's frozen VAE encoder as the teacher sees images: scaled latent means, `(B, 4, H / 4, W / 4)`."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(base, subfolder="vae").to(device).eval()
+
+    @torch.no_grad()
+    def encode(pixels: torch.Tensor) -> torch.Tensor:
+        return vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+
+    return encode
+
+
+def make_predictor(model: FiLMGroundingNet, tokenize, encode=None):
     """`grounding_probe`'s predictor: the sigmoid of the model's grid logits, bilinearly up to the image."""
 
     import grounding_probe
@@ -116,19 +157,20 @@ def make_predictor(model: FiLMGroundingNet, tokenize):
 
     @torch.no_grad()
     def predict(image, prompts: list[str]) -> dict[str, list[np.ndarray]]:
-        pixels = torch.from_numpy(_pixels(image)).permute(2, 0, 1).to(model.head.weight.device)
-        logits = model(pixels[None].expand(len(prompts), -1, -1, -1), tokenize(prompts))
+        pixels = torch.from_numpy(_pixels(image)).permute(2, 0, 1).to(model.head.weight.device)[None]
+        inputs = encode(pixels) if encode else pixels
+        logits = model(inputs.expand(len(prompts), -1, -1, -1), tokenize(prompts))
         return {"prediction": grounding_probe._native(logits.sigmoid(), image.size[::-1])}
 
     return predict
 
 
-def probe(model: FiLMGroundingNet, tokenize, rows) -> dict:
+def probe(model: FiLMGroundingNet, tokenize, rows, encode=None) -> dict:
     """Per expression kind and overall: the probe's means and the referred / others ratio."""
     import grounding_probe
 
     model.eval()
-    means = grounding_probe.probe(rows, make_predictor(model, tokenize), by_expression=True)["prediction"]
+    means = grounding_probe.probe(rows, make_predictor(model, tokenize, encode), by_expression=True)["prediction"]
     model.train()
     return grounding_probe.by_kind(means)
 
@@ -194,10 +236,16 @@ def train(args, train_rows, test_rows) -> list[dict]:
         ].to(args.device)
 
     pixels, alphas = (tensor.to(args.device) for tensor in to_tensors(train_rows))
+    encode = vae_encoder(args.work_dir / "base", args.device) if args.inputs == "latents" else None
+    inputs = torch.cat([encode(chunk) for chunk in pixels.split(256)]) if encode else pixels
     targets = F.avg_pool2d(alphas, GRID)  # the referred alpha on the latent grid
     texts = train_rows["texts"]
     special = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id") for name in ("bos", "eos", "pad")}
-    model = FiLMGroundingNet(len(tokenizer), max_length, special).to(args.device)
+    latent_channels = inputs.shape[1] if encode else 0
+    model = FiLMGroundingNet(
+        len(tokenizer), max_length, special, attention=args.attention, latent_channels=latent_channels
+    )
+    model.to(args.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate)
     generator = torch.Generator().manual_seed(args.seed)
     rows, start = [], time.perf_counter()
@@ -205,7 +253,7 @@ def train(args, train_rows, test_rows) -> list[dict]:
         index = torch.randint(0, len(texts), (args.batch_size,), generator=generator)
         kind = torch.randint(0, len(TEXT_TYPES), (args.batch_size,), generator=generator)
         ids = tokenize([texts[i][k] for i, k in zip(index.tolist(), kind.tolist())])
-        loss = F.binary_cross_entropy_with_logits(model(pixels[index], ids), targets[index])
+        loss = F.binary_cross_entropy_with_logits(model(inputs[index], ids), targets[index])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -215,7 +263,7 @@ def train(args, train_rows, test_rows) -> list[dict]:
                 "step": step,
                 "samples": step * args.batch_size,
                 "minutes": minutes,
-                "probe": probe(model, tokenize, test_rows),
+                "probe": probe(model, tokenize, test_rows, encode),
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -230,7 +278,7 @@ def write_results(path: Path, command: str, args, rows: list[dict], calibration:
         "",
         f"Command: `{command}`",
         "",
-        f"Data: `{args.work_dir}/data` (the replication's). Batch {args.batch_size}, AdamW at {args.learning_rate:g}, "
+        f"Data: `{args.work_dir}/data`. Batch {args.batch_size}, AdamW at {args.learning_rate:g}, "
         f"seed {args.seed}; probed on the first {args.num_test_images} test images (every instance, every expression). "
         f"Run on {machine_description(torch.get_num_threads())}. Cells: the model's "
         "mean prediction on the referred instance over its mean on the image's other instances (1.0: the sentence "
@@ -273,6 +321,17 @@ def main(argv=None) -> None:
     parser.add_argument("--num_test_images", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="e.g. cuda, for runs of millions of pairs")
+    parser.add_argument(
+        "--inputs",
+        choices=["pixels", "latents"],
+        default="pixels",
+        help="what the model sees: the image, or its latents from the work folder's base VAE (as the teacher does)",
+    )
+    parser.add_argument(
+        "--attention",
+        action="store_true",
+        help="add self-attention over the grid and cross-attention to the sentence's tokens after each block",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
         "--from_log",
@@ -288,8 +347,9 @@ def main(argv=None) -> None:
         rows = [json.loads(line) for line in lines if line.startswith('{"step"')]
     else:
         rows = train(args, train_rows, test_rows)
+    changed = {k: v for k, v in vars(args).items() if k not in ("output", "from_log") and parser.get_default(k) != v}
     command = "python benchmarks/grounding_learnability.py " + " ".join(
-        f"--{k} {v}" for k, v in vars(args).items() if k not in ("output", "from_log") and parser.get_default(k) != v
+        f"--{k}" if v is True else f"--{k} {v}" for k, v in changed.items()
     )
     write_results(args.output, command, args, rows, calibration)
 

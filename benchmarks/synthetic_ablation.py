@@ -166,7 +166,11 @@ def main(argv=None) -> None:
     sizes.update({k: getattr(args, k) for k in FULL if getattr(args, k) is not None})
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    recipe = {**sizes, "layout": dataclasses.asdict(LAYOUT)}
+    # the layout's fields that differ from SceneLayout's defaults: work folders made before a field existed resume
+    layout = {
+        f.name: getattr(LAYOUT, f.name) for f in dataclasses.fields(LAYOUT) if getattr(LAYOUT, f.name) != f.default
+    }
+    recipe = {**sizes, "layout": layout}
     if args.no_target_share:  # only then, so that the work folders of earlier recipes still resume
         recipe["no_target_share"] = args.no_target_share
     check_recipe(work / "recipe.json", recipe)

@@ -16,10 +16,16 @@ import synthetic_base_model  # noqa: E402
 SPECIAL = {"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1}
 
 
-def test_model_predicts_on_the_latent_grid_and_depends_on_the_sentence():
+@pytest.mark.parametrize(
+    "options, inputs",
+    [({}, (3, 32, 32)), ({"attention": True}, (3, 32, 32)), ({"latent_channels": 4}, (4, 8, 8))],
+    ids=["film", "attention", "latents"],
+)
+def test_model_predicts_on_the_latent_grid_and_depends_on_the_sentence(options, inputs):
     torch.manual_seed(0)
-    model = grounding_learnability.FiLMGroundingNet(vocab_size=20, max_length=8, special_tokens=SPECIAL).eval()
-    pixels = torch.randn(1, 3, 32, 32).expand(2, -1, -1, -1)
+    model = grounding_learnability.FiLMGroundingNet(vocab_size=20, max_length=8, special_tokens=SPECIAL, **options)
+    model.eval()
+    pixels = torch.randn(1, *inputs).expand(2, -1, -1, -1)
     ids = torch.tensor([[0, 5, 6, 1, 1, 1, 1, 1], [0, 7, 8, 1, 1, 1, 1, 1]])
     with torch.no_grad():
         logits = model(pixels, ids)
@@ -57,6 +63,24 @@ def test_a_short_run_probes_at_each_interval_and_writes_the_table(work_dir, tmp_
     rebuilt = tmp_path / "rebuilt.md"
     grounding_learnability.main([*arguments, "--output", str(rebuilt), "--from_log", str(log)])
     assert rebuilt.read_text().replace(str(rebuilt), "") == text.replace(str(output), "")  # no training, same report
+
+
+def test_a_run_on_the_base_vae_latents_with_attention(work_dir, tmp_path):
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(8, 8, 8),
+        norm_num_groups=4,
+        latent_channels=4,
+    )
+    vae.save_pretrained(work_dir / "base" / "vae")
+    output = tmp_path / "latents.md"
+    arguments = ["--work_dir", str(work_dir), "--steps", "2", "--batch_size", "4", "--inputs", "latents"]
+    grounding_learnability.main([*arguments, "--attention", "--output", str(output)])
+    assert "--inputs latents --attention`" in output.read_text()  # a switch is written without a value
+    assert len([line for line in output.read_text().splitlines() if re.match(r"\| 2 \| 8 \|", line)]) == 1
 
 
 def _row(line: str) -> dict:

@@ -142,6 +142,11 @@ def test_command_line_writes_a_loadable_set(tmp_path, capsys):
     with pytest.raises(SystemExit, match="overwrite"):
         main(args)
 
+    opaque = ["--transparent_weight", "0", "--thin_weight", "0", "--clear_share", "0", "--min_visible", "0.9"]
+    main(args + opaque + ["--overwrite", "--num_train", "6", "--cache_dir", str(tmp_path / "cache")])
+    categories = {json.loads(meta)["category"] for meta in datasets.load_from_disk(str(out))["train"]["meta"]}
+    assert categories and not categories & (set(TRANSPARENT_THINGS) | set(THIN_THINGS))  # the flags reach the layout
+
 
 def test_image_format_option():
     png = scene_rows(0, "train", 1, size=SIZE)[0]["image"]["bytes"]
@@ -189,6 +194,28 @@ def test_scene_layout_sets_size_count_and_thin_share():
     assert all(2 <= len(s.instances) <= 3 for s in large)
     assert not {i.category for s in large for i in s.instances} & set(THIN_THINGS)
     for bad in (dict(max_instances=1), dict(object_scale=0), dict(thin_weight=-1)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            SceneLayout(**bad)
+
+
+def test_scene_layout_sets_occlusion_and_transparency():
+    from diffusers_matte.data.synthetic import SOLID_SHAPES, SceneLayout
+
+    def instances(**fields):
+        layout = SceneLayout(3, 1.8, **fields)
+        return [i for k in range(30) for i in generate_scene([5, 0, k], size=64, layout=layout).instances]
+
+    visible = [i.alpha.sum() / i.coverage.sum() for i in instances(min_visible=0.8)]
+    assert min(visible) >= 0.8
+    assert min(i.alpha.sum() / i.coverage.sum() for i in instances()) < 0.8  # the default lets more be hidden
+    opaque = instances(transparent_weight=0.0, clear_share=0.0)
+    assert not {i.category for i in opaque} & set(TRANSPARENT_THINGS)
+
+    def clear(instances):  # share of solid shapes drawn semi-transparent (look-alikes may flip their material)
+        return np.mean([i.material == "transparent" for i in instances if i.category in SOLID_SHAPES])
+
+    assert clear(opaque) < 0.15 < 0.85 < clear(instances(clear_share=1.0))
+    for bad in (dict(min_visible=1.5), dict(clear_share=-0.1), dict(transparent_weight=-1)):
         with pytest.raises(ValueError, match=next(iter(bad))):
             SceneLayout(**bad)
 

@@ -7,7 +7,7 @@ import argparse
 import io
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -212,6 +212,16 @@ def load_synthetic_matting(
     return builder.as_dataset()
 
 
+# The scene layout's number fields, as flags of the command line.
+LAYOUT_FLAGS = {
+    "object_scale": "multiplies the object radii",
+    "thin_weight": "sampling weight of each thin category (1: as any other)",
+    "min_visible": "share of each instance's alpha that must stay visible (higher: less occlusion)",
+    "transparent_weight": "sampling weight of each transparent category (glass, bubble, smoke, veil)",
+    "clear_share": "probability that a solid shape is drawn semi-transparent",
+}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description="Generate the synthetic referring-matting set and save it.")
     parser.add_argument(
@@ -231,18 +241,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     )
     defaults = SceneLayout()
     parser.add_argument("--max_instances", type=int, default=defaults.max_instances)
-    parser.add_argument(
-        "--object_scale",
-        type=float,
-        default=defaults.object_scale,
-        help="multiplies the object radii",
-    )
-    parser.add_argument(
-        "--thin_weight",
-        type=float,
-        default=defaults.thin_weight,
-        help="sampling weight of each thin category (1: as any other)",
-    )
+    for name, help in LAYOUT_FLAGS.items():
+        parser.add_argument(f"--{name}", type=float, default=getattr(defaults, name), help=help)
     parser.add_argument(
         "--paraphrase",
         action="store_true",
@@ -272,7 +272,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         args.image_size,
         args.cache_dir,
         args.image_format,
-        SceneLayout(args.max_instances, args.object_scale, args.thin_weight, args.paraphrase),
+        SceneLayout(**{field.name: getattr(args, field.name) for field in fields(SceneLayout)}),
         args.no_target_share,
     )
     elapsed = time.perf_counter() - start

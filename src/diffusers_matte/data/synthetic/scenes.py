@@ -17,6 +17,7 @@ from .shapes import (
     SIZE_RANGES,
     SOLID_SHAPES,
     THIN_THINGS,
+    TRANSPARENT_THINGS,
     Instance,
     make_background,
     render_instance,
@@ -39,23 +40,39 @@ class SceneLayout:
             other category.
         paraphrase: vary the wording of expressions with synonyms a person would use ("sphere" for "ball",
             "upper left" for "top left", "grey" for "gray", ...), so a model does not learn one phrasing only.
+        min_visible: share of an instance's own alpha that must stay visible in front of the others (scenes that
+            hide more are drawn again); higher means less occlusion.
+        transparent_weight: sampling weight of each transparent category (glass, bubble, smoke, veil).
+        clear_share: probability that a solid shape is drawn semi-transparent (a look-alike may still differ from
+            its original by material).
     """
 
     max_instances: int = 4
     object_scale: float = 1.0
     thin_weight: float = 1.0
     paraphrase: bool = False
+    min_visible: float = 0.4
+    transparent_weight: float = 1.0
+    clear_share: float = 0.3
 
     def __post_init__(self):
         if self.max_instances < 2:
             raise ValueError(f"max_instances must be at least 2, got {self.max_instances}")
-        if self.object_scale <= 0 or self.thin_weight < 0:
+        if self.object_scale <= 0 or self.thin_weight < 0 or self.transparent_weight < 0:
             raise ValueError(
-                f"object_scale must be > 0 and thin_weight >= 0, got {self.object_scale} and {self.thin_weight}"
+                "object_scale must be > 0, thin_weight and transparent_weight >= 0, got "
+                f"{self.object_scale}, {self.thin_weight} and {self.transparent_weight}"
             )
+        for name in ("min_visible", "clear_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
     def category_probabilities(self) -> np.ndarray:
-        weights = np.array([self.thin_weight if c in THIN_THINGS else 1.0 for c in CATEGORIES])
+        weight = {
+            **dict.fromkeys(THIN_THINGS, self.thin_weight),
+            **dict.fromkeys(TRANSPARENT_THINGS, self.transparent_weight),
+        }
+        weights = np.array([weight.get(c, 1.0) for c in CATEGORIES])
         return weights / weights.sum()
 
 
@@ -88,7 +105,7 @@ def _sample_instance(
     category = category or str(rng.choice(CATEGORIES, p=layout.category_probabilities()))
     size_class = fixed.get("size") or str(rng.choice(["small", "large"], p=[0.45, 0.55]))
     material = fixed.get("material") or MATERIAL_OF[category]
-    if "material" not in fixed and category in SOLID_SHAPES and rng.random() < 0.3:
+    if "material" not in fixed and category in SOLID_SHAPES and rng.random() < layout.clear_share:
         material = "transparent"
     lo, hi = SIZE_RANGES[size_class]
     radius = float(rng.uniform(lo, hi) * image_size * layout.object_scale)
@@ -195,8 +212,11 @@ def generate_scene(
         order = rng.permutation(len(instances))
         instances = [instances[k] for k in order]
         layers = render_layers(instances, size)
-        # every instance must stay recognisable: at least 40% of its own alpha visible, and some solid part
-        if any(i.alpha.sum() < 0.4 * i.coverage.sum() or i.alpha.sum() < 40 or i.alpha.max() < 0.3 for i in instances):
+        # every instance must stay recognisable: enough of its own alpha visible, and some solid part
+        if any(
+            i.alpha.sum() < layout.min_visible * i.coverage.sum() or i.alpha.sum() < 40 or i.alpha.max() < 0.3
+            for i in instances
+        ):
             continue
         if not describe(instances, size, rng):
             continue
