@@ -215,6 +215,8 @@ def test_scene_layout_sets_occlusion_and_transparency():
         return np.mean([i.material == "transparent" for i in instances if i.category in SOLID_SHAPES])
 
     assert clear(opaque) < 0.15 < 0.85 < clear(instances(clear_share=1.0))
+    with pytest.raises(RuntimeError, match="lower min_visible"):  # says what to change when no scene fits
+        generate_scene([0, 0, 0], size=64, layout=SceneLayout(3, 2.6, min_visible=1.0), max_tries=3)
     for bad in (dict(min_visible=1.5), dict(clear_share=-0.1), dict(transparent_weight=-1)):
         with pytest.raises(ValueError, match=next(iter(bad))):
             SceneLayout(**bad)

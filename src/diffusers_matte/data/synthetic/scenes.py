@@ -188,7 +188,7 @@ def generate_scene(
     seed: Sequence[int],
     size: int = 256,
     max_instances: Optional[int] = None,
-    max_tries: int = 20,
+    max_tries: int = 100,
     layout: Optional[SceneLayout] = None,
 ) -> Scene:
     """One deterministic scene from ``seed`` (any ``np.random.default_rng`` seed, e.g. ``[base_seed, split, index]``).
@@ -230,4 +230,7 @@ def generate_scene(
             sigma = rng.uniform(1.0, 4.0)
             image += rng.standard_normal(image.shape, dtype=np.float32) * sigma
         return Scene(np.clip(image + 0.5, 0, 255).astype(np.uint8), instances)
-    raise RuntimeError(f"could not draw an unambiguous scene from seed {list(seed)} in {max_tries} tries")
+    raise RuntimeError(
+        f"could not draw an unambiguous scene from seed {list(seed)} in {max_tries} tries with {layout}; "
+        "fewer or smaller objects, or a lower min_visible, leave more room"
+    )
