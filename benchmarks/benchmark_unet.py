@@ -630,6 +630,15 @@ def report_layer_times(
     report.add()
 
 
+def command_line(script: str, parser, args, skip=()) -> str:
+    """The command that gives `args` back: `script` with each argument that differs from its default (switches
+    without a value), except those named in `skip`, for a results file's "Command:" line."""
+    changed = {k: v for k, v in vars(args).items() if k not in skip and parser.get_default(k) != v}
+    return " ".join(
+        [f"python benchmarks/{script}", *(f"--{k}" if v is True else f"--{k} {v}" for k, v in changed.items())]
+    )
+
+
 def machine_description(threads: int) -> str:
     import diffusers
     import torch

@@ -347,10 +347,9 @@ def main(argv=None) -> None:
         rows = [json.loads(line) for line in lines if line.startswith('{"step"')]
     else:
         rows = train(args, train_rows, test_rows)
-    changed = {k: v for k, v in vars(args).items() if k not in ("output", "from_log") and parser.get_default(k) != v}
-    command = "python benchmarks/grounding_learnability.py " + " ".join(
-        f"--{k}" if v is True else f"--{k} {v}" for k, v in changed.items()
-    )
+    from benchmark_unet import command_line
+
+    command = command_line(Path(__file__).name, parser, args, skip=("output", "from_log"))
     write_results(args.output, command, args, rows, calibration)
 
 

@@ -116,14 +116,10 @@ def main(argv=None) -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     rows = measure(args.batch_size, args.rounds)
-    changed = [f"--{k} {v}" for k, v in vars(args).items() if k != "output" and parser.get_default(k) != v]
-    write_results(
-        args.output,
-        " ".join(["python benchmarks/stand_in_unet_cost.py", *changed]),
-        args.batch_size,
-        args.rounds,
-        rows,
-    )
+    from benchmark_unet import command_line
+
+    command = command_line(Path(__file__).name, parser, args, skip=("output",))
+    write_results(args.output, command, args.batch_size, args.rounds, rows)
     print(args.output.read_text())
 
 
