@@ -7,7 +7,7 @@ One command runs everything, from nothing downloaded:
     python benchmarks/synthetic_ablation.py --work_dir outputs/ablation --install_demo
 
 1. the procedural synthetic referring-matting set, in a layout whose objects the latent grid can resolve
-   (`LAYOUT`: 2-3 instances, large, fewer thin ones), and the small Stable Diffusion stand-in of
+   (`LAYOUT`: 2-3 large instances, at least 80% of each visible, a third of them see-through or thin), and the small Stable Diffusion stand-in of
    `synthetic_base_model.py` pretrained on its training split (a CLIP text encoder trained contrastively, a UNet
    trained as a text-to-image latent diffusion model, a VAE), plus the same base with a random UNet;
 2. the variants of the ablation, each through the project's own training scripts:
@@ -60,8 +60,8 @@ FULL = dict(
     batch_size=32,
     vae_steps=1000,
     clip_steps=1500,
-    unet_steps=2500,
-    teacher_steps=2000,
+    unet_steps=4000,
+    teacher_steps=3000,
     student_steps=600,
     decoder_steps=400,
 )
@@ -170,7 +170,7 @@ def main(argv=None) -> None:
     layout = {
         f.name: getattr(LAYOUT, f.name) for f in dataclasses.fields(LAYOUT) if getattr(LAYOUT, f.name) != f.default
     }
-    recipe = {**sizes, "layout": layout}
+    recipe = {**sizes, "layout": layout, "unet": json.loads(json.dumps(UNET))}  # as read back from the file
     if args.no_target_share:  # only then, so that the work folders of earlier recipes still resume
         recipe["no_target_share"] = args.no_target_share
     check_recipe(work / "recipe.json", recipe)
@@ -488,7 +488,7 @@ def _recipe_lines(args, sizes: dict, table: dict, benchmark: dict) -> list[str]:
         f"expressions and their ordinary variants; a VAE {VAE['block_out_channels']} trained as an autoencoder "
         f"({sizes['vae_steps']} steps); a {TEXT['num_hidden_layers']}-layer CLIP text encoder (width "
         f"{TEXT['hidden_size']}) trained contrastively with a ViT on (instance, expression) pairs "
-        f"({sizes['clip_steps']} steps), then frozen; an SD-shaped UNet {UNET['block_out_channels']} trained as a "
+        f"({sizes['clip_steps']} steps), then frozen; an SD-shaped UNet {UNET['block_out_channels']} ({UNET['layers_per_block']} layer(s) per block) trained as a "
         f"text-to-image latent diffusion model ({sizes['unet_steps']} steps, DDPM {benchmark['prediction_type']} loss). "
         f"{sizes['num_train']} training images of {sizes['image_size']} px (layout: {LAYOUT}) trained at "
         f"{sizes['resolution']} px, batch {sizes['batch_size']}; stage 1 {sizes['teacher_steps']} steps, stage 2 "

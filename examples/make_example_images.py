@@ -25,12 +25,15 @@ from diffusers_matte.data.synthetic import (
 SEED = 1
 SIZE = 64
 LAYOUT = REPLICATION_LAYOUT  # the demonstration model's training layout
-# name -> index in the test split, picked by eye for variety: colours, a transparent ring and veil, smoke, nets
+# name -> index in the test split, picked by eye for variety: colours, look-alikes, transparent objects (a
+# star, a veil, a ring, a vase), a net
 SCENES = {
-    "ring_and_ball": 8,
-    "veil_ring_ball": 9,
-    "star_ball_smoke": 11,
-    "nets_and_star": 2,
+    "triangle_box_star": 44,
+    "ring_and_veil": 40,
+    "three_rings": 57,
+    "net_and_star": 32,
+    "two_balls_and_ring": 19,
+    "vase_and_box": 10,
 }
 
 

@@ -459,11 +459,11 @@ def test_readme_describes_the_output_and_model_options():
 def test_fast_mode_of_the_shipped_demo_model_gives_nearly_the_same_matte(run_cli, tmp_path):
     """The demonstration model ships a distilled tiny encoder in `vae_tiny/`: `--fast` runs it."""
     repo = Path(__file__).resolve().parents[1]
-    image = repo / "examples" / "images" / "ring_and_ball.png"
+    image = repo / "examples" / "images" / "triangle_box_star.png"
     alphas = {}
     for mode in ("default", "fast"):
         extra = ["--fast"] if mode == "fast" else []
-        code, err = run_cli("predict", image, "--prompt", "the orange ball", "--output-dir", tmp_path / mode, *extra)
+        code, err = run_cli("predict", image, "--prompt", "the orange box", "--output-dir", tmp_path / mode, *extra)
         assert code == 0, err
         (written,) = (tmp_path / mode).glob("*_alpha.png")
         alphas[mode] = np.asarray(PIL.Image.open(written)) / 255.0

@@ -59,12 +59,13 @@ def test_tiny_pipeline_output_slice():
 def test_demonstration_model_output_on_an_example_image():
     pipe = SoftGroundingMattingPipeline.from_pretrained(DEMO_MODEL_DIR)
     pipe.set_progress_bar_config(disable=True)
-    image = PIL.Image.open(EXAMPLES / "ring_and_ball.png").convert("RGB")
-    alpha = pipe(image, "the orange ball", output_type="np").alpha
+    image = PIL.Image.open(EXAMPLES / "triangle_box_star.png").convert("RGB")
+    alpha = pipe(image, "the orange box", output_type="np").alpha
     assert alpha.shape == (1, 64, 64, 1)
-    expected = [0.026674, 0.010011, 0.0, 0.069205, 0.038182, 0.011424, 0.115646, 0.068062, 0.029102]
-    np.testing.assert_allclose(alpha[0, 30:33, 30:33, 0].flatten(), expected, atol=ATOL, rtol=0)
-    assert alpha.mean() == pytest.approx(0.124035, abs=ATOL)
+    # inside the orange box, at the top of the image
+    expected = [0.9344, 0.939384, 0.913346, 0.93633, 0.935723, 0.91405, 0.941028, 0.934372, 0.916702]
+    np.testing.assert_allclose(alpha[0, 10:13, 36:39, 0].flatten(), expected, atol=ATOL, rtol=0)
+    assert alpha.mean() == pytest.approx(0.085725, abs=ATOL)
 
 
 def test_unet_mirrors_the_installed_diffusers_signature():

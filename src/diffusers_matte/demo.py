@@ -51,7 +51,7 @@ KEPT_REQUESTS = 8
 
 TITLE = "diffusers-matte: text-grounded alpha matting"
 DESCRIPTION = (
-    "Upload an image and describe what to cut out, one prompt per line (for example *the orange ball*). For each "
+    "Upload an image and describe what to cut out, one prompt per line (for example *the orange box*). For each "
     "prompt you get the alpha matte, the cut-out over a checkerboard, the UNet's coarse alpha and its transparency "
     "map, and PNG downloads of the alpha and of the RGBA cut-out."
 )
@@ -109,7 +109,7 @@ def parse_prompts(text: str | None, max_prompts: int = MAX_PROMPTS) -> list[str]
     """
     prompts = list(dict.fromkeys(line.strip() for line in (text or "").splitlines() if line.strip()))
     if not prompts:
-        raise DemoInputError("Describe what to matte, one prompt per line (for example: the orange ball).")
+        raise DemoInputError("Describe what to matte, one prompt per line (for example: the orange box).")
     if len(prompts) > max_prompts:
         raise DemoInputError(f"{len(prompts)} prompts given; this demo takes at most {max_prompts} at a time.")
     return prompts
@@ -300,7 +300,7 @@ def create_demo(
                     label="Prompts, one per line",
                     info="Enter starts a new prompt, Shift+Enter runs.",
                     lines=3,
-                    placeholder="the orange ball\nthe white ring",
+                    placeholder="the orange box\nthe triangle",
                     elem_id="prompts",
                 )
                 submit = gr.Button("Matte", variant="primary", elem_id="submit")
