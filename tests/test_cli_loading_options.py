@@ -32,7 +32,7 @@ def video_file(tmp_path_factory):
     from diffusers_matte.data.synthetic_video import make_clip, write_clip
 
     path = tmp_path_factory.mktemp("clip") / "clip.mkv"
-    write_clip(make_clip(seed=1, seconds=0.25, fps=4, size=16), path)
+    write_clip(make_clip(seed=1, seconds=0.25, fps=4, size=24), path)  # the default layout fits no 16 px scene
     return path
 
 
