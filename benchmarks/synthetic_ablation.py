@@ -7,9 +7,10 @@ One command runs everything, from nothing downloaded:
     python benchmarks/synthetic_ablation.py --work_dir outputs/ablation --install_demo
 
 1. the procedural synthetic referring-matting set, in a layout whose objects the latent grid can resolve
-   (`LAYOUT`: 2-3 large instances, at least 80% of each visible, a third of them see-through or thin), and the small Stable Diffusion stand-in of
-   `synthetic_base_model.py` pretrained on its training split (a CLIP text encoder trained contrastively, a UNet
-   trained as a text-to-image latent diffusion model, a VAE), plus the same base with a random UNet;
+   (`LAYOUT`: 2-3 large instances, at least 80% of each visible, a third of them see-through or thin), and the
+   small Stable Diffusion stand-in of `synthetic_base_model.py` pretrained on its training split (a CLIP text
+   encoder trained contrastively, a UNet trained as a text-to-image latent diffusion model, a VAE), plus the same
+   base with a random UNet;
 2. the variants of the ablation, each through the project's own training scripts:
    (a) direct: the full UNet trained at once for soft grounding (alpha^lr + R), no localisation stage;
    (b) localisation (stage 1 teacher), then the pruned student fine-tuned without distillation;
@@ -170,7 +171,7 @@ def main(argv=None) -> None:
     layout = {
         f.name: getattr(LAYOUT, f.name) for f in dataclasses.fields(LAYOUT) if getattr(LAYOUT, f.name) != f.default
     }
-    recipe = {**sizes, "layout": layout, "unet": json.loads(json.dumps(UNET))}  # as read back from the file
+    recipe = {**sizes, "layout": layout, "unet": UNET}
     if args.no_target_share:  # only then, so that the work folders of earlier recipes still resume
         recipe["no_target_share"] = args.no_target_share
     check_recipe(work / "recipe.json", recipe)
@@ -356,6 +357,7 @@ def _with_target(rows):
 
 def check_recipe(path: Path, sizes: dict) -> None:
     """Stages resume from a work folder: refuse one that was made with other sizes rather than mix two recipes."""
+    sizes = json.loads(json.dumps(sizes))  # as the file reads back (tuples become lists)
     if path.exists():
         made_with = json.loads(path.read_text())
         if made_with != sizes:
@@ -488,7 +490,8 @@ def _recipe_lines(args, sizes: dict, table: dict, benchmark: dict) -> list[str]:
         f"expressions and their ordinary variants; a VAE {VAE['block_out_channels']} trained as an autoencoder "
         f"({sizes['vae_steps']} steps); a {TEXT['num_hidden_layers']}-layer CLIP text encoder (width "
         f"{TEXT['hidden_size']}) trained contrastively with a ViT on (instance, expression) pairs "
-        f"({sizes['clip_steps']} steps), then frozen; an SD-shaped UNet {UNET['block_out_channels']} ({UNET['layers_per_block']} layer(s) per block) trained as a "
+        f"({sizes['clip_steps']} steps), then frozen; an SD-shaped UNet {UNET['block_out_channels']} "
+        f"({UNET['layers_per_block']} layer(s) per block) trained as a "
         f"text-to-image latent diffusion model ({sizes['unet_steps']} steps, DDPM {benchmark['prediction_type']} loss). "
         f"{sizes['num_train']} training images of {sizes['image_size']} px (layout: {LAYOUT}) trained at "
         f"{sizes['resolution']} px, batch {sizes['batch_size']}; stage 1 {sizes['teacher_steps']} steps, stage 2 "
