@@ -11,6 +11,7 @@ import torch
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import fast_mode_synthetic  # noqa: E402
 import grounding_probe  # noqa: E402
 import synthetic_ablation  # noqa: E402
 import synthetic_base_model  # noqa: E402
@@ -86,6 +87,44 @@ def test_recipe_guard_refuses_a_work_dir_made_with_other_sizes(tmp_path):
     synthetic_ablation.check_recipe(path, {"teacher_steps": 10, "batch_size": 4})  # same: resumes
     with pytest.raises(SystemExit, match="teacher_steps.*10, 20.*new --work_dir"):
         synthetic_ablation.check_recipe(path, {"teacher_steps": 20, "batch_size": 4})
+
+
+def test_recipe_guard_resumes_a_recipe_with_tuples(tmp_path):
+    # the UNet config holds tuples, which the file reads back as lists: still the same recipe
+    path = tmp_path / "recipe.json"
+    recipe = {"teacher_steps": 10, "unet": {"block_out_channels": (32, 64)}}
+    synthetic_ablation.check_recipe(path, recipe)
+    synthetic_ablation.check_recipe(path, recipe)
+
+
+def _fake_model(folder: Path, weights: bytes) -> Path:
+    (folder / "unet").mkdir(parents=True)
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(weights)
+    (folder / "vae").mkdir()
+    (folder / "vae" / "config.json").write_text("{}")
+    return folder
+
+
+def test_demo_encoder_install_replaces_the_cards_earlier_note(tmp_path, monkeypatch):
+    demo = _fake_model(tmp_path / "demo", b"student")
+    (demo / "README.md").write_text("# card\n")
+    monkeypatch.setattr(fast_mode_synthetic, "DEMO_DIR", demo)
+    tiny = _fake_model(tmp_path / "tiny", b"tiny")
+    fast_mode_synthetic.install_demo_encoder(tiny, demo, "0.010 [0.001, 0.020]")
+    fast_mode_synthetic.install_demo_encoder(tiny, demo, "0.004 [-0.001, 0.009]")
+    card = (demo / "README.md").read_text()
+    assert card.startswith("# card\n")
+    assert card.count(fast_mode_synthetic.CARD_NOTE_START) == 1
+    assert "SAD 0.004 [-0.001, 0.009]" in card and "0.010" not in card
+    assert (demo / "vae_tiny" / "config.json").exists()
+
+
+def test_demo_encoder_install_refuses_another_model(tmp_path, monkeypatch):
+    demo = _fake_model(tmp_path / "demo", b"student")
+    monkeypatch.setattr(fast_mode_synthetic, "DEMO_DIR", demo)
+    other = _fake_model(tmp_path / "other", b"another student")
+    with pytest.raises(SystemExit, match="is not"):
+        fast_mode_synthetic.install_demo_encoder(other, other, "0.0")
 
 
 @pytest.mark.slow
