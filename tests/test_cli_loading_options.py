@@ -160,6 +160,26 @@ def test_a_pickle_only_model_is_refused_the_same_way_by_every_command(run_cli, c
     assert len(set(errors.values())) == 1, errors
 
 
+def test_a_training_outputs_checkpoint_folders_are_not_taken_for_pickled_components(
+    run_cli, monkeypatch, command_argv, tiny_model_dir, tmp_path
+):
+    # a stage script's output folder: the pipeline's components, plus accelerate's state in checkpoint-N/ (.bin)
+    trained = tmp_path / "trained"
+    shutil.copytree(tiny_model_dir, trained)
+    (trained / "checkpoint-600").mkdir()
+    torch.save({"step": 600}, trained / "checkpoint-600" / "optimizer.bin")
+    calls = capture_load_pipeline(monkeypatch, "evaluate", load=True)
+    with pytest.raises(StopAfterLoading):
+        run_cli(*command_argv("evaluate", trained), "--device", "cpu")
+    assert len(calls) == 1 and calls[0]["allow_pickle"] is False
+    # a component of model_index.json is still checked
+    shutil.rmtree(trained / "checkpoint-600")
+    weights = trained / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.rename(weights.with_suffix(".bin"))
+    code, err = run_cli(*command_argv("evaluate", trained), "--device", "cpu")
+    assert code == 2 and "only pickle (.bin) weights for unet" in err
+
+
 @pytest.mark.parametrize("command", MODEL_COMMANDS)
 def test_allow_pickle_loads_a_pickle_only_model(run_cli, monkeypatch, command_argv, pickled_model_dir, command):
     calls = capture_load_pipeline(monkeypatch, command, load=True)

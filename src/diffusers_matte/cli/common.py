@@ -431,9 +431,14 @@ def _loading_reason(error: Exception, trust_remote_code: bool, allow_pickle: boo
 
 def pickle_only_components(folder: Path) -> list[str]:
     """The subfolders of a pipeline folder whose weights are only pickle files (`*.bin`, `*.pt`, `*.ckpt`), with
-    no `.safetensors` next to them."""
+    no `.safetensors` next to them. Where `model_index.json` names the components, only their folders count: a
+    training run's output also holds `checkpoint-N/` folders of accelerate state, which the pipeline never loads."""
+    index = folder / "model_index.json"
+    components = None
+    if index.is_file():
+        components = {name for name in json.loads(index.read_text()) if not name.startswith("_")}
     pickled = []
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and (components is None or p.name in components)):
         names = [p.name for p in sub.iterdir() if p.is_file()]
         has_pickle = any(n.endswith((".bin", ".pt", ".pth", ".ckpt")) for n in names)
         if has_pickle and not any(n.endswith(".safetensors") for n in names):
