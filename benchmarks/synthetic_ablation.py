@@ -314,9 +314,25 @@ alpha = pipe(image, prompt="the red ball on the left", output_type="pil").alpha[
 Limitations: trained and predicted at 64 px (`default_processing_resolution`): larger images are matted at that
 size and up-sampled, so fine strands come out soft. Expressions outside the synthetic vocabulary are read as the
 nearest words it knows, or not at all.
+
+{_score_limits(args.no_target_share)}
 """
     (DEMO_DIR / "README.md").write_text(card)
     print(f"installed the demonstration model in {DEMO_DIR}")
+
+
+def _score_limits(no_target_share: float) -> str:
+    """The card's word on `grounding_score`, which only a model trained on texts that name nothing can use."""
+    if not no_target_share:
+        return (
+            "Its `grounding_score` cannot tell a prompt that names nothing: trained without such prompts, the model\n"
+            "grounds every prompt somewhere and scores it almost as high as a named object\n"
+            "(`benchmarks/results/end_to_end_finetune_synthetic.md`)."
+        )
+    return (
+        f"Trained with a share of {no_target_share:g} of images also given a text that names nothing in them; its\n"
+        "`grounding_score` is a confidence, not a calibrated probability: choose a threshold on held-out prompts."
+    )
 
 
 def prepare_data_and_bases(work: Path, sizes: dict, seed: int, stages: "Stages", no_target_share: float = 0.0):

@@ -97,6 +97,12 @@ def test_recipe_guard_resumes_a_recipe_with_tuples(tmp_path):
     synthetic_ablation.check_recipe(path, recipe)
 
 
+def test_demo_card_says_whether_the_grounding_score_can_reject_a_prompt():
+    without = synthetic_ablation._score_limits(0.0)
+    assert "cannot tell a prompt that names nothing" in without
+    assert "0.25" in synthetic_ablation._score_limits(0.25) and "cannot" not in synthetic_ablation._score_limits(0.25)
+
+
 def _fake_model(folder: Path, weights: bytes) -> Path:
     (folder / "unet").mkdir(parents=True)
     (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(weights)
